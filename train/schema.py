@@ -1,0 +1,31 @@
+"""The labeled-statement schema, shared by every module. Values here are the contract with labeled/GUIDELINES.md."""
+
+# Label order is the class-index order everywhere (model heads, probability columns, confusion matrices).
+LABELS = ("conciliatory", "neutral", "hostile")
+LABEL2ID = {name: i for i, name in enumerate(LABELS)}
+
+REQUIRED_FIELDS = ("id", "text", "language", "stance", "speaker", "speaker_group", "source", "date", "split")
+OPTIONAL_FIELDS = ("register", "notes")
+
+SPLITS = ("train", "val", "test")
+
+SPEAKER_GROUPS = (
+    "russian_military_blogger",  # "Z-bloggers", war correspondents on Telegram
+    "russian_official",  # Kremlin, MFA, Duma, governors
+    "russian_state_media",  # RT, Sputnik, TV hosts and talk-show guests
+    "azerbaijani_official",  # president's office, MFA, parliament
+    "azerbaijani_media",  # Azerbaijani journalists, pro-government and independent outlets
+    "turkish_official",
+    "turkish_analyst",
+    "western_official",  # EU, US, UK governments
+    "western_analyst",  # think tanks, columnists, academics
+    "ukrainian_voice",  # officials, journalists, bloggers
+    "iranian_voice",
+    "ordinary_commentator",  # social-media users, readers' comments, street interviews
+    "other",
+)
+
+REGISTERS = ("tweet", "telegram_post", "official_statement", "op_ed", "talk_show", "interview", "comment", "news_report", "speech")
+
+# `source` says where a row came from. Rows the project wrote itself are `authored`; never present them as collected.
+SOURCES = ("authored", "seed_article", "imported")
