@@ -29,3 +29,15 @@ REGISTERS = ("tweet", "telegram_post", "official_statement", "op_ed", "talk_show
 
 # `source` says where a row came from. Rows the project wrote itself are `authored`; never present them as collected.
 SOURCES = ("authored", "seed_article", "imported")
+
+
+def split_for_id(row_id: str, val_pct: int = 15, test_pct: int = 15) -> str:
+    """A row's split depends on its id alone, so adding rows never moves an existing row to another split."""
+    import hashlib
+
+    bucket = int(hashlib.sha256(row_id.encode("utf-8")).hexdigest()[:8], 16) % 100
+    if bucket < test_pct:
+        return "test"
+    if bucket < test_pct + val_pct:
+        return "val"
+    return "train"
