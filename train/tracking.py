@@ -1,0 +1,219 @@
+"""MLflow plumbing: where runs go, lineage, evaluation artifacts, and logging/registering the model as a pyfunc."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from train.schema import LABELS
+
+STORE_DIR_ENV = "STANCE_MLRUNS"  # overrides the local store folder (tests use a temp one)
+PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
+PYFUNC_REQUIREMENTS = ["torch", "transformers", "tokenizers", "safetensors", "scikit-learn", "numpy", "pandas", "mlflow"]
+
+
+def store_dir() -> Path:
+    return Path(os.environ.get(STORE_DIR_ENV, "mlruns")).resolve()
+
+
+def setup_tracking() -> str:
+    """Use MLFLOW_TRACKING_URI when set (a team server); otherwise an embedded sqlite store under mlruns/.
+
+    Set explicitly because MLflow's own default depends on what happens to be in the working directory.
+    """
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        d = store_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{d / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    if not os.environ.get("MLFLOW_REGISTRY_URI"):
+        mlflow.set_registry_uri(uri)
+    return uri
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def get_experiment_id(name: str) -> str:
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = (store_dir() / "artifacts").as_uri() if is_local_store(mlflow.get_tracking_uri()) else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def git_info() -> dict[str, str]:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git.commit": commit or "unknown", "git.dirty": str(bool(dirty)).lower() if commit else "unknown"}
+
+
+def reconcile_stale_runs(experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process that is gone (SIGKILL, power loss) are marked FAILED, never left running."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    fixed = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200):
+        tags = run.data.tags
+        pid, host = tags.get("stance.pid"), tags.get("stance.host")
+        if not pid or host != socket.gethostname() or _pid_alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "stance.error", f"process {pid} ended without closing the run (killed?)")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        fixed.append(run.info.run_id)
+    return fixed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie or a reused pid of another program: compare the command line when we can
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"stance" in cmd or b"python" in cmd
+    except OSError:
+        return True
+
+
+def log_dataset(df, context: str, source: str) -> None:
+    """The exact rows used, as an MLflow dataset input with its digest (data lineage)."""
+    import mlflow
+
+    cols = [c for c in ("id", "text", "language", "stance", "speaker_group", "source", "split") if c in df.columns]
+    ds = mlflow.data.from_pandas(df[cols].reset_index(drop=True), source=source, name=f"labeled-{context}", targets="stance")
+    mlflow.log_input(ds, context=context)
+
+
+def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eval") -> None:
+    """Artifacts that render in the MLflow UI: confusion matrix, per-language bars, reliability diagram, report, tables."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from sklearn.metrics import ConfusionMatrixDisplay, classification_report
+
+    y_true = eval_df["stance"].map(LABELS.index).to_numpy()
+    y_pred = proba.argmax(1)
+    report = classification_report(y_true, y_pred, labels=list(range(len(LABELS))), target_names=list(LABELS), digits=3, zero_division=0)
+    mlflow.log_text(report, f"{prefix}/classification_report.txt")
+
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(LABELS))), display_labels=list(LABELS), ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(f"{prefix}: confusion matrix")
+    fig.tight_layout()
+    mlflow.log_figure(fig, f"{prefix}/confusion_matrix.png")
+    plt.close(fig)
+
+    langs = sorted(k.removeprefix("macro_f1_lang_") for k in metrics if k.startswith("macro_f1_lang_"))
+    if langs:
+        fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) + 2), 3.2))
+        vals = [metrics[f"macro_f1_lang_{l}"] for l in langs]
+        ax.bar(langs, vals, color="#4c72b0")
+        ax.axhline(metrics["macro_f1"], color="k", ls="--", lw=1, label=f"all: {metrics['macro_f1']:.3f}")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("macro-F1")
+        ax.set_title(f"{prefix}: macro-F1 per language")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        mlflow.log_figure(fig, f"{prefix}/per_language_macro_f1.png")
+        plt.close(fig)
+
+    conf = proba.max(1)
+    correct = (y_pred == y_true).astype(float)
+    edges = np.linspace(0, 1, 11)
+    centers, accs = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            centers.append(conf[m].mean())
+            accs.append(correct[m].mean())
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.plot(centers, accs, "o-")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability (ECE {metrics.get('ece', float('nan')):.3f})")
+    fig.tight_layout()
+    mlflow.log_figure(fig, f"{prefix}/reliability_diagram.png")
+    plt.close(fig)
+
+    table = predictions_table(eval_df, proba)
+    mlflow.log_table(table, f"{prefix}/predictions.json")
+    wrong = table[table["gold"] != table["predicted"]].sort_values("confidence", ascending=False)
+    mlflow.log_table(wrong, f"{prefix}/misclassified.json")
+
+
+def predictions_table(eval_df, proba: np.ndarray):
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "id": eval_df["id"].to_numpy(),
+        "text": eval_df["text"].to_numpy(),
+        "language": eval_df["language"].to_numpy(),
+        "speaker_group": eval_df["speaker_group"].to_numpy(),
+        "gold": eval_df["stance"].to_numpy(),
+        "predicted": [LABELS[i] for i in proba.argmax(1)],
+        "confidence": proba.max(1).round(4),
+    })
+    for i, name in enumerate(LABELS):
+        table[f"prob_{name}"] = proba[:, i].round(4)
+    return table
+
+
+def log_stance_model(model_dir: Path, register_as: str | None, example_texts: list[str]):
+    """Log a saved model directory as an MLflow pyfunc ("models from code": nothing is pickled) and register it."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from train.pyfunc import output_frame
+
+    example = pd.DataFrame({"text": example_texts[:3]})
+    dummy = output_frame(np.full((len(example), len(LABELS)), 1 / len(LABELS), dtype=np.float32))
+    signature = infer_signature(example, dummy)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"stance_model": str(model_dir)},
+        code_paths=[str(Path(__file__).parent)],
+        pip_requirements=PYFUNC_REQUIREMENTS,  # inference of requirements is slow and adds torchvision (stack notes)
+        signature=signature,
+        registered_model_name=register_as,
+    )
+    return info
+
+
+def write_json(obj, name: str) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / name
+        p.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        mlflow.log_artifact(str(p))

@@ -1,0 +1,313 @@
+"""`stance train`: config -> validated data -> model.fit -> evaluation -> everything logged to MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train.config import Config, flat_params, to_dict
+from train.schema import LABELS
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    pass
+
+
+def config_digest(cfg: Config) -> str:
+    d = to_dict(cfg)
+    d.pop("run_name", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_family(cfg: Config) -> str:
+    if cfg.model.kind == "baseline":
+        return "tfidf-logreg"
+    return Path(cfg.model.name.rstrip("/")).name
+
+
+def default_run_name(cfg: Config) -> str:
+    if cfg.model.kind == "baseline":
+        core = f"tfidf-{cfg.model.analyzer}{cfg.model.ngram_min}-{cfg.model.ngram_max}-C{cfg.model.C:g}"
+    else:
+        t = cfg.train
+        core = f"{model_family(cfg)}-{cfg.model.pooling}-lr{t.lr:g}-ep{t.epochs}" + ("-frozenemb" if t.freeze_embeddings else "")
+    held = cfg.data.holdout_languages + cfg.data.holdout_speaker_groups
+    return core + (f"-holdout-{'+'.join(held)}" if held else "") + f"-s{cfg.train.seed}"
+
+
+def prepare_data(cfg: Config):
+    """Validate (fails on any error), filter and split. Returns (full_df, {train, val, eval})."""
+    from train.data import filter_statements, load_statements, make_splits
+
+    df = load_statements(cfg.data.paths)
+    d = cfg.data
+    df = filter_statements(df, languages=d.languages, exclude_languages=d.exclude_languages or None,
+                           speaker_groups=d.speaker_groups, exclude_speaker_groups=d.exclude_speaker_groups or None, sources=d.sources)
+    parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+    return df, parts
+
+
+def class_weights(labels: list[str]) -> list[float]:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([LABELS.index(l) for l in labels])
+    present = np.unique(y)
+    w = np.ones(len(LABELS))
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
+    return w.tolist()
+
+
+def build_model(cfg: Config, train_labels: list[str]):
+    from train.model import BaselineStance, TransformerStance
+
+    m, t = cfg.model, cfg.train
+    if m.kind == "baseline":
+        return BaselineStance(m.analyzer, m.ngram_min, m.ngram_max, m.max_features, m.C, t.class_weighting, t.seed)
+    model = TransformerStance(m.name, m.pooling, t.max_length, m.text_prefix, m.dropout)
+    model.build(class_weights(train_labels) if t.class_weighting else None, t.label_smoothing)
+    return model
+
+
+# -- the transformer's training loop: the HF Trainer with our callbacks ------------------------------------------------
+
+def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir, callbacks=(), resume=False, eval_groups=None):
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, get_linear_schedule_with_warmup
+
+    from train.config import TrainConfig
+    from train.metrics import compute_metrics
+    from train.model import pick_device, resolve_dtype
+
+    t = t or TrainConfig()
+    device = pick_device()
+    dtype = resolve_dtype(t.precision, device)
+    if t.freeze_embeddings:
+        model.freeze_embeddings()
+
+    def encode(batch_texts, batch_labels):
+        enc = model.tokenize(batch_texts)
+        return Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                                  "labels": [LABELS.index(l) for l in batch_labels]})
+
+    train_ds = encode(texts, labels)
+    eval_ds = encode(list(eval_texts), list(eval_labels)) if eval_texts is not None and len(eval_texts) else None
+
+    def metrics_fn(pred):
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        proba = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), -1).numpy()
+        return compute_metrics(pred.label_ids, proba, eval_groups)
+
+    steps_per_epoch = -(-len(train_ds) // t.batch_size)
+    total_steps = steps_per_epoch * t.epochs
+    head_params = [p for n, p in model.module.named_parameters() if p.requires_grad and n.startswith("head.")]
+    body = [(n, p) for n, p in model.module.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = [
+        {"params": [p for n, p in body if not n.endswith(no_decay)], "weight_decay": t.weight_decay, "lr": t.lr},
+        {"params": [p for n, p in body if n.endswith(no_decay)], "weight_decay": 0.0, "lr": t.lr},
+    ]
+    if head_params:
+        groups.append({"params": head_params, "weight_decay": t.weight_decay, "lr": t.head_lr or t.lr})
+    groups = [g for g in groups if g["params"]]
+    # fused AdamW: ~8x faster per step on CPU for a model with a 250k-row embedding table (stack notes)
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
+
+    early = t.early_stopping_patience > 0 and eval_ds is not None
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        eval_strategy="epoch" if eval_ds is not None else "no",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=early,
+        metric_for_best_model="macro_f1" if early else None,
+        greater_is_better=True,
+        logging_strategy="epoch",
+        report_to="none",  # our MlflowEpochLogger logs exactly what we want, named like the baseline's metrics
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=not sys.stderr.isatty(),
+        save_only_model=False,
+        save_safetensors=True,
+    )
+    cbs = list(callbacks)
+    if early:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    trainer = Trainer(model=model.module, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      data_collator=DataCollatorWithPadding(model.tokenizer, pad_to_multiple_of=8),
+                      compute_metrics=metrics_fn if eval_ds is not None else None, callbacks=cbs,
+                      optimizers=(optimizer, scheduler))
+    trainer.train(resume_from_checkpoint=bool(resume) and _has_checkpoint(output_dir))
+    model.device, model.dtype = device, dtype
+    model.module.eval()
+    return model
+
+
+def _has_checkpoint(output_dir) -> bool:
+    return any(Path(output_dir).glob("checkpoint-*"))
+
+
+def mlflow_epoch_logger():
+    """A Trainer callback that logs per-epoch train loss and eval metrics under the names the baseline uses."""
+    import mlflow
+    from transformers import TrainerCallback
+
+    class MlflowEpochLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or state.epoch is None:
+                return
+            step = int(round(state.epoch))
+            out = {}
+            for k, v in logs.items():
+                if not isinstance(v, (int, float)):
+                    continue
+                if k == "loss":
+                    out["train_loss"] = v
+                elif k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_epoch"):
+                    out["val_" + k.removeprefix("eval_")] = v
+                elif k == "learning_rate":
+                    out["learning_rate"] = v
+            if out:
+                mlflow.log_metrics(out, step=step)
+
+    return MlflowEpochLogger()
+
+
+# -- a whole run ---------------------------------------------------------------------------------------------------
+
+def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, config_path: str | None = None,
+                 parent_run_id: str | None = None, quiet: bool = False) -> str:
+    """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id."""
+    import mlflow
+
+    from train import tracking
+    from train.model import set_threads
+
+    threads = set_threads(cfg.train.threads)
+    df, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
+    tracking.setup_tracking()
+    exp_id = tracking.get_experiment_id(cfg.experiment)
+    tracking.reconcile_stale_runs(exp_id)
+    digest = config_digest(cfg)
+    if resume and run_id is None:
+        run_id = _find_resumable_run(exp_id, digest)
+    run_name = cfg.run_name or default_run_name(cfg)
+    out_dir = Path(cfg.output_dir) / cfg.experiment / (run_id or f"{run_name}-{digest}-{int(time.time())}")
+
+    def on_signal(signum, frame):
+        raise TrainingInterrupted(f"received signal {signum}")
+
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id, run_name=None if run_id else run_name,
+                           parent_run_id=parent_run_id, nested=parent_run_id is not None)
+    rid = run.info.run_id
+    try:
+        if run_id is None:
+            out_dir = out_dir.with_name(rid)
+        _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path)
+        started = time.time()
+        model = build_model(cfg, parts["train"]["stance"].tolist())
+        if cfg.model.kind == "baseline":
+            model.fit(parts["train"]["text"].tolist(), parts["train"]["stance"].tolist())
+            val = parts["val"]
+            if len(val):
+                from train.metrics import compute_metrics
+
+                vm = compute_metrics(val["stance"].map(LABELS.index), model.predict_proba(val["text"].tolist()), val["language"].tolist())
+                mlflow.log_metrics({f"val_{k}": v for k, v in vm.items()}, step=1)
+        else:
+            val = parts["val"]
+            model.fit(parts["train"]["text"].tolist(), parts["train"]["stance"].tolist(),
+                      eval_texts=val["text"].tolist() if len(val) else None, eval_labels=val["stance"].tolist() if len(val) else None,
+                      train_cfg=cfg.train, output_dir=out_dir, callbacks=[mlflow_epoch_logger()], resume=resume,
+                      eval_groups=val["language"].tolist() if len(val) else None)
+        train_seconds = time.time() - started
+        metrics = evaluate_and_log(model, parts["eval"], cfg.train.eval_batch_size)
+        mlflow.log_metric("train_seconds", train_seconds)
+        model_dir = out_dir / "model"
+        model.save(model_dir)
+        tracking.log_stance_model(model_dir, cfg.register_as, parts["train"]["text"].tolist())
+        if not quiet:
+            print(f"run {rid}: macro_f1={metrics['macro_f1']:.4f} accuracy={metrics['accuracy']:.4f} ({train_seconds:.0f}s)")
+        mlflow.end_run("FINISHED")
+        return rid
+    except BaseException as e:  # noqa: BLE001 - every way out must close the run with the reason
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        try:
+            mlflow.set_tag("stance.error", f"{type(e).__name__}: {e}"[:5000])
+        finally:
+            mlflow.end_run(status)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _find_resumable_run(exp_id: str, digest: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient().search_runs([exp_id], filter_string=f"tags.`stance.config_digest` = '{digest}'",
+                                      order_by=["attributes.start_time DESC"], max_results=20)
+    for r in runs:
+        if r.info.status in ("FAILED", "KILLED") and _has_checkpoint(r.data.tags.get("stance.output_dir", "/nonexistent")):
+            return r.info.run_id
+    return None
+
+
+def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
+    import mlflow
+
+    from train import tracking
+    from train.model import pick_device
+
+    langs = sorted(set(parts["train"]["language"]))
+    tags = {
+        "stance.pid": str(os.getpid()), "stance.host": socket.gethostname(), "stance.config_digest": digest,
+        "stance.output_dir": str(out_dir), "model_family": model_family(cfg), "model_kind": cfg.model.kind,
+        "languages": ",".join(langs), "eval_languages": ",".join(sorted(set(parts["eval"]["language"]))),
+        "eval_split": "holdout" if (cfg.data.holdout_languages or cfg.data.holdout_speaker_groups) else cfg.data.eval_split,
+        "holdout": ",".join(cfg.data.holdout_languages + cfg.data.holdout_speaker_groups) or "none",
+        "device": pick_device(), "seed": str(cfg.train.seed), **tracking.git_info(),
+    }
+    if config_path:
+        tags["config_file"] = str(config_path)
+    mlflow.set_tags(tags)
+    params = flat_params(cfg)
+    params.update({"n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"]), "threads": threads})
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    mlflow.log_dict(to_dict(cfg), "config/resolved_config.json")
+    source = ",".join(cfg.data.paths)
+    for name in ("train", "val", "eval"):
+        if len(parts[name]):
+            tracking.log_dataset(parts[name], name, source)
+
+
+def evaluate_and_log(model, eval_df, batch_size: int = 64) -> dict:
+    import mlflow
+
+    from train import tracking
+    from train.metrics import bootstrap_macro_f1, compute_metrics
+
+    proba = model.predict_proba(eval_df["text"].tolist(), batch_size=batch_size)
+    y = eval_df["stance"].map(LABELS.index).to_numpy()
+    metrics = compute_metrics(y, proba, eval_df["language"].tolist())
+    lo, hi = bootstrap_macro_f1(y, proba.argmax(1))
+    metrics.update({"macro_f1_ci_low": lo, "macro_f1_ci_high": hi})
+    mlflow.log_metrics(metrics)
+    tracking.log_evaluation(eval_df, proba, metrics)
+    return metrics
