@@ -144,7 +144,6 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
         dataloader_num_workers=0,
         disable_tqdm=not sys.stderr.isatty(),
         save_only_model=False,
-        save_safetensors=True,
     )
     cbs = list(callbacks)
     if early:
@@ -222,6 +221,7 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
             out_dir = out_dir.with_name(rid)
         _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path)
         started = time.time()
+        _seed_everything(cfg.train.seed)  # before the head is initialised, not only when the Trainer starts
         model = build_model(cfg, parts["train"]["stance"].tolist())
         if cfg.model.kind == "baseline":
             model.fit(parts["train"]["text"].tolist(), parts["train"]["stance"].tolist())
@@ -256,6 +256,12 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         raise
     finally:
         signal.signal(signal.SIGTERM, old_term)
+
+
+def _seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
 
 
 def _find_resumable_run(exp_id: str, digest: str) -> str | None:
