@@ -140,6 +140,22 @@ class TransformerStance:
         emb.weight.requires_grad_(False)
         return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
 
+    def freeze_lower_layers(self, n: int) -> int:
+        """Freeze the lowest n transformer blocks (BERT/RoBERTa/DeBERTa layouts); returns the trainable count."""
+        layers = None
+        for attr in ("encoder.layer", "layers"):
+            obj = self.module.backbone
+            for part in attr.split("."):
+                obj = getattr(obj, part, None)
+            if obj is not None:
+                layers = obj
+                break
+        if layers is None:
+            raise ValueError(f"{self.name}: cannot find the transformer layers to freeze")
+        for layer in list(layers)[:n]:
+            layer.requires_grad_(False)
+        return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+
     # -- the estimator interface -----------------------------------------------------------------------------------
     def fit(self, texts, labels, eval_texts=None, eval_labels=None, train_cfg=None, output_dir="outputs/run", callbacks=(), resume=False, eval_groups=None):
         from train.training import fit_transformer

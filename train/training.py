@@ -92,11 +92,13 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
     dtype = resolve_dtype(t.precision, device)
     if t.freeze_embeddings:
         model.freeze_embeddings()
+    if t.freeze_layers:
+        model.freeze_lower_layers(t.freeze_layers)
 
     def encode(batch_texts, batch_labels):
         enc = model.tokenize(batch_texts)
         return Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                                  "labels": [LABELS.index(l) for l in batch_labels]})
+                                  "labels": [LABELS.index(l) for l in batch_labels], "length": [len(x) for x in enc["input_ids"]]})
 
     train_ds = encode(texts, labels)
     eval_ds = encode(list(eval_texts), list(eval_labels)) if eval_texts is not None and len(eval_texts) else None
@@ -138,6 +140,9 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
         report_to="none",  # our MlflowEpochLogger logs exactly what we want, named like the baseline's metrics
         seed=t.seed,
         data_seed=t.seed,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=True,
         bf16=dtype == torch.bfloat16,
         fp16=dtype == torch.float16,
         use_cpu=device == "cpu",
@@ -148,7 +153,12 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
     cbs = list(callbacks)
     if early:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    trainer = Trainer(model=model.module, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+    class StanceTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            # group_by_length would shuffle eval rows too; keep input order so per-language metrics line up
+            return torch.utils.data.SequentialSampler(eval_dataset) if eval_dataset is not None else None
+
+    trainer = StanceTrainer(model=model.module, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=DataCollatorWithPadding(model.tokenizer, pad_to_multiple_of=8),
                       compute_metrics=metrics_fn if eval_ds is not None else None, callbacks=cbs,
                       optimizers=(optimizer, scheduler))
