@@ -8,12 +8,14 @@ from typing import Optional
 import typer
 
 from train.cli_data import data_app
+from train.cli_eval import eval_app
 
 app = typer.Typer(help="Multilingual stance classification for political rhetoric: data, models, training, inference, comparison.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(data_app, name="data", help="Validate, inspect and import labeled statements.")
 models_app = typer.Typer(help="Pretrained encoders available offline.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
