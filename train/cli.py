@@ -9,6 +9,7 @@ import typer
 
 from train.cli_data import data_app
 from train.cli_eval import eval_app
+from train.cli_predict import predict_cmd
 
 app = typer.Typer(help="Multilingual stance classification for political rhetoric: data, models, training, inference, comparison.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -92,6 +93,9 @@ def train_cmd(
         for problem in e.problems:
             typer.echo(str(problem), err=True)
         fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)
+
+
+app.command("predict")(predict_cmd)
 
 
 def _ensure_offline_model(name: str) -> None:

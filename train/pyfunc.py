@@ -1,27 +1,16 @@
 """The MLflow pyfunc wrapper, logged as "models from code" so that loading it unpickles nothing.
 
-`mlflow.pyfunc.load_model(uri).predict(df)` takes a DataFrame with a `text` column (or a list of strings) and
-returns the same prediction columns that `stance predict` adds to each row.
+`mlflow.pyfunc.load_model(uri).predict(df)` takes a DataFrame with a `text` column (or a list of values) and returns
+the same prediction columns that `stance predict` adds to each row (OUTPUT_COLUMNS), bad rows included: both go
+through `train.inference.predict_values`. The same holds for `mlflow models serve` and `mlflow.pyfunc.spark_udf`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from train.schema import LABELS
-
-PRED_COLUMNS = ["pred_stance", "pred_confidence"] + [f"prob_{name}" for name in LABELS]
-
-
-def output_frame(proba: np.ndarray, labels=LABELS):
-    import pandas as pd
-
-    proba = np.asarray(proba, dtype=np.float64)
-    out = pd.DataFrame({"pred_stance": [labels[i] for i in proba.argmax(1)] if len(proba) else [], "pred_confidence": proba.max(1) if len(proba) else []})
-    for i, name in enumerate(labels):
-        out[f"prob_{name}"] = proba[:, i] if len(proba) else []
-    return out
-
+# Defined in train.inference (which must not import MLflow); re-exported here for existing callers.
+from train.inference import OUTPUT_COLUMNS, PRED_COLUMNS, output_frame  # noqa: F401
 
 try:
     import mlflow
@@ -32,20 +21,30 @@ except ImportError:  # the module is also imported outside MLflow (e.g. for outp
 
 class StancePyfunc(PythonModel):
     def load_context(self, context):
-        from train.model import load_stance_model
+        from train.model import load_stance_model, set_threads
 
         self.model = load_stance_model(context.artifacts["stance_model"])
+        if getattr(self.model, "device", "cpu") == "cpu":
+            set_threads()
 
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
+        from train.inference import predict_values
+
         if isinstance(model_input, pd.DataFrame):
             column = "text" if "text" in model_input.columns else model_input.columns[0]
-            texts = model_input[column].tolist()
+            values = model_input[column].tolist()
+        elif isinstance(model_input, (pd.Series, np.ndarray)):
+            values = list(model_input)
+        elif isinstance(model_input, (str, dict)):
+            values = [model_input.get("text") if isinstance(model_input, dict) else model_input]
         else:
-            texts = list(model_input)
+            values = list(model_input)
         batch_size = int((params or {}).get("batch_size", 64))
-        return output_frame(self.model.predict_proba([str(t) for t in texts], batch_size=batch_size), self.model.labels)
+        out = predict_values(self.model, values, batch_size=batch_size)
+        # bad rows' empty probabilities as None, not NaN: the model server's JSON must stay valid JSON
+        return out.astype(object).where(out.notna(), None)
 
 
 if mlflow is not None:
