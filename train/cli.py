@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from train.cli_data import data_app
+from train.cli_runs import runs_app
+from train.ui import ui_cmd
 from train.cli_eval import eval_app
 from train.cli_predict import predict_cmd
 
@@ -16,6 +18,8 @@ app = typer.Typer(help="Multilingual stance classification for political rhetori
 app.add_typer(data_app, name="data", help="Validate, inspect and import labeled statements.")
 models_app = typer.Typer(help="Pretrained encoders available offline.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(runs_app, name="runs")
+app.command("ui")(ui_cmd)
 app.add_typer(eval_app, name="eval")
 
 DEFAULT_CONFIG = "configs/default.yaml"
