@@ -224,3 +224,14 @@ def test_invalid_data_fails_before_a_run_opens(tiny_corpus, tiny_model_dir, mlfl
     c = client()
     exp = c.get_experiment_by_name("test-exp")
     assert exp is None or not c.search_runs([exp.experiment_id])
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_training_run(tiny_corpus, tiny_model_dir, mlflow_store):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    rid = train(tiny_corpus, tiny_model_dir, register_as="null")
+    run = client().get_run(rid)
+    assert run.data.tags["device"] == "cuda" and run.info.status == "FINISHED"
+    assert run.data.params["train.precision"] == "auto"
