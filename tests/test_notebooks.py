@@ -1,0 +1,64 @@
+"""The analysis notebooks run top to bottom: 01 on the committed corpus, 02 and 03 on the demo store's real runs.
+Also: the committed notebooks are exactly what notebooks/build_notebooks.py writes (reviewed as code, no outputs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.make_demo_store import demo_store  # noqa: F401 - fixture
+
+NOTEBOOKS = REPO / "notebooks"
+
+
+def test_committed_notebooks_match_generator():
+    r = subprocess.run([sys.executable, str(NOTEBOOKS / "build_notebooks.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def execute(name: str, env: dict[str, str], monkeypatch, tmp_path):
+    """Run a notebook in a fresh kernel (the kernel inherits this process's environment) and return it executed."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:  # executed copies (with plots, or the failing cell's traceback) for a person to look at
+        (REPO / "test-artifacts").mkdir(exist_ok=True)
+        nbformat.write(nb, REPO / "test-artifacts" / name)
+    return nb
+
+
+def outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") + str(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def test_dataset_overview_runs(monkeypatch, tmp_path):
+    nb = execute("01_dataset_overview.ipynb", {}, monkeypatch, tmp_path)
+    text = outputs_text(nb)
+    assert "statements in" in text and "conciliatory" in text
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 3
+
+
+@pytest.mark.parametrize("name", ["02_compare_runs.ipynb", "03_error_analysis.ipynb"])
+def test_run_notebooks_on_demo_store(name, demo_store, monkeypatch, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": demo_store.tracking_uri, "STANCE_EXPERIMENT": demo_store.experiment}
+    monkeypatch.delenv("STANCE_RUN_ID", raising=False)
+    nb = execute(name, env, monkeypatch, tmp_path)
+    text = outputs_text(nb)
+    assert demo_store.experiment in text
+    if name.startswith("02"):
+        assert "3 finished runs, 2 configurations" in text and "tiny-bert-mean" in text
+    else:
+        assert any(rid in text for rid in demo_store.run_ids) and "eval statements wrong" in text
+    assert not (tmp_path / "mlruns").exists(), "a notebook created a store in its working folder"
