@@ -131,7 +131,9 @@ def metrics_view(experiment_id: str, metric: str = "macro_f1") -> str:
     wanted = [metric, "macro_f1", "accuracy", "ece", *sorted(m for m in have if m.startswith("macro_f1_lang_")), "train_seconds"]
     metrics = [m for m in dict.fromkeys(wanted) if m in have]
     columns = ["tags.`model_family`", "tags.`holdout`", *[f"metrics.`{m}`" for m in metrics]]
-    state = {"selectedColumns": columns, "columnOrder": columns, "orderByKey": f"metrics.`{metric}`",
+    # metric columns as wide as their header (the default cuts macro_f1_lang_xx)
+    widths = {f"metrics.`{m}`": max(90, 7 * len(m) + 40) for m in metrics}
+    state = {"selectedColumns": columns, "columnOrder": columns, "columnWidths": widths, "orderByKey": f"metrics.`{metric}`",
              "orderByAsc": metric in ("ece", "train_seconds")}
     value = json.dumps(state, sort_keys=True)
     key = hashlib.sha256(value.encode()).hexdigest()
