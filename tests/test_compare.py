@@ -29,15 +29,39 @@ def log_run(name, metrics, params=None, tags=None, status="FINISHED"):
     return run.info.run_id
 
 
-@pytest.fixture
-def made_runs(mlflow_store):
-    """Two seeds of config A, one of config B, a failed run, a sweep parent, and a same-named run with other params."""
+@pytest.fixture(scope="module")
+def _made_store(tmp_path_factory):
+    """Two seeds of config A, one of config B, a failed run, a sweep parent, and a same-named run with other params.
+
+    One store for the module: a new sqlite store costs seconds of migrations, and these tests only read it.
+    """
     import mlflow
 
     from train.tracking import setup_tracking
 
+    root = tmp_path_factory.mktemp("cmp-store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STANCE_MLRUNS", str(root / "mlruns"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(root)
+        setup_tracking()
+        mlflow.set_experiment("cmp")
+        ids = _log_made_runs()
+    return root / "mlruns", ids
+
+
+@pytest.fixture
+def made_runs(_made_store, monkeypatch):
+    from train.tracking import setup_tracking
+
+    store, ids = _made_store
+    monkeypatch.setenv("STANCE_MLRUNS", str(store))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     setup_tracking()
-    mlflow.set_experiment("cmp")
+    return ids
+
+
+def _log_made_runs():
     a = [log_run(f"e5-mean-lr0.001-s{s}", {"macro_f1": f, "macro_f1_lang_ru": f - 0.1, "train_seconds": 10.0},
                  {"train.seed": str(s)}, {"model_family": "e5"}) for s, f in ((1, 0.60), (2, 0.70))]
     b = log_run("tfidf-s42", {"macro_f1": 0.55, "macro_f1_lang_ru": 0.5, "train_seconds": 1.0}, {"model.kind": "baseline"},
