@@ -50,6 +50,7 @@ def predict_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU that supports it, else fp32), fp32, bf16, fp16."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for the model (0: one per core)."),
+    int8: bool = typer.Option(False, "--int8", help="CPU only: int8 dynamic quantization of the transformer (faster, not bit-identical)."),
     log_mlflow: bool = typer.Option(False, "--log-mlflow", help=f"Log the run (input digest, counts, label distribution, rows/s) to the MLflow experiment '{INFERENCE_EXPERIMENT}'."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or spark (pyspark + mlflow.pyfunc.spark_udf)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: the Spark master URL."),
@@ -69,7 +70,7 @@ def predict_cmd(
                 summary, uri, version = predict_with_spark(model, input, output, text_column, spark_master, detect_language, tmp)
             else:
                 summary, uri, version = _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language,
-                                                       resume, overwrite, device, precision, threads, tmp)
+                                                       resume, overwrite, device, precision, threads, int8, tmp)
     except InferenceError as e:
         _end_mlflow_run(run, None, "FAILED", str(e))
         _fail(str(e))
@@ -100,7 +101,7 @@ def _quiet_libraries() -> None:
 
 
 def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,
-                   threads, tmp):
+                   threads, int8, tmp):
     from train.inference import InferenceError, predict_file
     from train.model import pick_device, set_threads
 
@@ -114,6 +115,10 @@ def _predict_local(model, input, output, text_column, batch_size, chunk_size, de
         stance = load_stance_model(model_dir, device=dev, precision=precision)
     except (OSError, ValueError, KeyError) as e:
         raise InferenceError(f"{model}: cannot load the model: {e}") from e
+    if int8:
+        from train.inference import quantize_int8
+
+        quantize_int8(stance)
     batch = batch_size or (256 if dev == "cuda" else 64)
     with progress_reporter(input) as progress:
         summary = predict_file(stance, input, output, text_column, model_uri=uri, model_version=version, batch_size=batch,
@@ -302,6 +307,7 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
+    from train.schema import LABELS
     from train.inference import (LANGUAGE_COLUMNS, OUTPUT_COLUMNS, InferenceError, PredictSummary, count_predictions, file_format, input_columns,
                                  iter_chunks)
 
@@ -325,7 +331,10 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
     predict = mlflow.pyfunc.spark_udf(spark, pyfunc_uri, result_type=T.StructType(fields), env_manager="local")
     originals = [c for c in df.columns if c != "__row" and c not in OUTPUT_COLUMNS]
     scored = df.withColumn("__pred", predict(F.struct(F.col(f"`{text_column}`").alias("text"))))
-    cols = [F.col(f"`{c}`") for c in originals] + [F.col(f"__pred.{c}").alias(c) for c in OUTPUT_COLUMNS]
+    cols = [F.col(f"`{c}`") for c in originals] + [F.col(f"__pred.{c}").alias(c) for c in OUTPUT_COLUMNS if c != "pred_stance"]
+    # spark_udf casts string results with astype(str), so a bad row's empty stance arrives as "None": keep labels only
+    stance = F.col("__pred.pred_stance")
+    cols.insert(len(originals), F.when(stance.isin(*LABELS), stance).alias("pred_stance"))
     detect = not any(c in columns for c in LANGUAGE_COLUMNS) if detect_language is None else detect_language
     if detect:
         cols.append(_language_udf()(F.col(f"`{text_column}`").cast("string")).alias("detected_language"))
