@@ -56,6 +56,8 @@ def compare_cmd(
         board = leaderboard(load_runs(experiment or None, include_parents=include_parents), metric)
     except CompareError as e:
         _fail(str(e), 1)
+    if board.empty:
+        typer.echo(f"no finished runs in {', '.join(experiment or ['stance-ru-az-2025'])}", err=True)
     _emit(format_leaderboard(board, metric, fmt), output)
 
 
