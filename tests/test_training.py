@@ -132,6 +132,8 @@ def test_baseline_logs_same_metric_names(tiny_corpus, tiny_model_dir, mlflow_sto
     final = {k for k in mt if not k.startswith(("val_", "learning_rate", "train_loss"))}
     assert final <= set(mb), final - set(mb)
     assert c.get_run(rid_b).data.tags["model_family"] == "tfidf-logreg"
+    # artifacts live in the store's own folder, not in ./mlruns of whatever directory the command ran from
+    assert c.get_run(rid_b).info.artifact_uri.startswith((mlflow_store / "artifacts").as_uri())
     assert mb["macro_f1"] > 0.6  # the tiny corpus is separable by words
 
 

@@ -29,19 +29,28 @@ def setup_tracking() -> str:
     """
     import mlflow
 
+    global _LOCAL_STORE
     uri = os.environ.get("MLFLOW_TRACKING_URI")
+    _LOCAL_STORE = not uri or uri == _local_uri()
     if not uri:
-        d = store_dir()
-        d.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{d / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
+        store_dir().mkdir(parents=True, exist_ok=True)
+        uri = _local_uri()
+    mlflow.set_tracking_uri(uri)  # note: this also exports MLFLOW_TRACKING_URI to the environment
     if not os.environ.get("MLFLOW_REGISTRY_URI"):
         mlflow.set_registry_uri(uri)
     return uri
 
 
-def is_local_store(uri: str) -> bool:
-    return uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI")
+_LOCAL_STORE = False
+
+
+def _local_uri() -> str:
+    return f"sqlite:///{store_dir() / 'mlflow.db'}"
+
+
+def is_local_store() -> bool:
+    """True when setup_tracking chose the embedded store (decided before mlflow exported the URI to the env)."""
+    return _LOCAL_STORE
 
 
 def get_experiment_id(name: str) -> str:
@@ -50,7 +59,7 @@ def get_experiment_id(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = (store_dir() / "artifacts").as_uri() if is_local_store(mlflow.get_tracking_uri()) else None
+    location = (store_dir() / "artifacts").as_uri() if is_local_store() else None
     return mlflow.create_experiment(name, artifact_location=location)
 
 
