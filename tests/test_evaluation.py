@@ -257,6 +257,7 @@ def test_transfer_summary_pairs_in_language_and_held_out_runs(mlflow_store, tmp_
     assert s.loc[("e5", "ru"), "in_language"] == pytest.approx(0.70) and s.loc[("e5", "ru"), "held_out"] == pytest.approx(0.50)
     assert s.loc[("e5", "ru"), "gap"] == pytest.approx(0.20) and s.loc[("e5", "ru"), "held_out_std"] == pytest.approx(0.05)
     assert s.loc[("e5", "en"), "gap"] == pytest.approx(0.15) and np.isnan(s.loc[("e5", "en"), "english_only"])
+    assert pd.isna(s.loc[("e5", "en"), "english_only_run"]) and s.loc[("e5", "ru"), "english_only_run"] == ids[6]
     assert np.isnan(s.loc[("e5", "tr"), "held_out"])  # only a failed tr run exists
     assert s.loc[("e5", "tr"), "english_only"] == pytest.approx(0.30) and s.loc[("e5", "tr"), "english_only_gap"] == pytest.approx(0.30)
     assert s.loc[("tfidf-logreg", "tr"), "gap"] == pytest.approx(0.15) and s.loc[("tfidf-logreg", "tr"), "held_out_run"] == ids[9]

@@ -216,11 +216,12 @@ def transfer_summary(experiment: str = "stance-transfer", runs: pd.DataFrame | N
                     held_out.setdefault(next(iter(holdout)), row)
                 elif english_only is None and _tag(row, "languages") == "en":
                     english_only = row
-        languages = set(held_out) | (_split(_tag(english_only, "eval_languages")) if english_only is not None else set())
-        for lang in sorted(languages):
+        from_english = _split(_tag(english_only, "eval_languages")) if english_only is not None else set()
+        for lang in sorted(set(held_out) | from_english):
             key = f"{LANG_METRIC}{lang}"
             rec = {"model_family": family, "language": lang}
-            for role, row in (("in_language", reference), ("held_out", held_out.get(lang)), ("english_only", english_only)):
+            for role, row in (("in_language", reference), ("held_out", held_out.get(lang)),
+                              ("english_only", english_only if lang in from_english else None)):
                 rec[role] = _metric(row, key) if row is not None else float("nan")
                 rec[f"{role}_std"] = _metric(row, f"{key}_std") if row is not None else float("nan")
                 rec[f"{role}_run"] = row["run_id"] if row is not None else None
