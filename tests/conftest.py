@@ -97,6 +97,7 @@ def mlflow_store(tmp_path, monkeypatch) -> Path:
     store = tmp_path / "mlruns"
     monkeypatch.setenv("STANCE_MLRUNS", str(store))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     yield store
     import mlflow

@@ -36,8 +36,7 @@ def setup_tracking() -> str:
         store_dir().mkdir(parents=True, exist_ok=True)
         uri = _local_uri()
     mlflow.set_tracking_uri(uri)  # note: this also exports MLFLOW_TRACKING_URI to the environment
-    if not os.environ.get("MLFLOW_REGISTRY_URI"):
-        mlflow.set_registry_uri(uri)
+    # The registry follows the tracking URI by default; setting it here would export MLFLOW_REGISTRY_URI and pin it.
     return uri
 
 
