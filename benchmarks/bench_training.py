@@ -31,7 +31,7 @@ VARIANTS = {
 }
 
 
-def run_one(name: str, epochs: int, config: str) -> dict:
+def run_one(name: str, epochs: int, config: str, max_train: int = 0) -> dict:
     import torch
 
     from train.config import load_config
@@ -44,6 +44,8 @@ def run_one(name: str, epochs: int, config: str) -> dict:
     cfg = load_config(config, overrides + [f"train.epochs={epochs}", "train.early_stopping_patience=0"])
     set_threads(cfg.train.threads)
     _, parts = prepare_data(cfg)
+    if max_train:  # a fixed random subsample keeps a full sweep affordable on 2 cores
+        parts["train"] = parts["train"].sample(n=min(max_train, len(parts["train"])), random_state=0)
     _seed_everything(cfg.train.seed)
     model = build_model(cfg, parts["train"]["stance"].tolist())
     if "+unfused" in VARIANTS[name]:
@@ -71,14 +73,16 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default=str(REPO / "configs/default.yaml"))
+    ap.add_argument("--max-train", type=int, default=0, help="subsample the training rows (0: all)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args.epochs, args.config)), flush=True)
+        print("RESULT " + json.dumps(run_one(args.one, args.epochs, args.config, args.max_train)), flush=True)
         return
     rows = []
     for name in args.variants.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--one", name, "--epochs", str(args.epochs), "--config", args.config],
+        proc = subprocess.run([sys.executable, __file__, "--one", name, "--epochs", str(args.epochs), "--config", args.config,
+                               "--max-train", str(args.max_train)],
                               capture_output=True, text=True, cwd=REPO)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:

@@ -77,19 +77,19 @@ def predict(*args):
 @pytest.mark.parametrize("which", ["transformer", "baseline"])
 def test_bad_rows_get_reasons_and_good_rows_probabilities(which, stance_dir, baseline_dir):
     model = load_stance_model(stance_dir if which == "transformer" else baseline_dir, device="cpu")
-    values = ["we hope for dialogue", None, "", "   ", 123, ["a list"], float("nan"), "x" * 20001, "1234 !!", "strike them hard now"]
+    values = ["we hope for dialogue", None, "", "   ", 123, ["a list"], float("nan"), "x" * 20001, "1234 !!", "strike them hard now", "🇦🇿🕊️🇷🇺"]
     if which == "transformer":
         values.append(LONG_WORDS)
     out = predict_values(model, values, batch_size=4)
     assert list(out.columns) == OUTPUT_COLUMNS and len(out) == len(values)
     reasons = out["pred_error"].tolist()
-    assert reasons[0] == "" and reasons[9] == ""
+    assert reasons[0] == "" and reasons[9] == "" and reasons[10] == ""  # an emoji-only post is a statement
     assert reasons[1] == "missing text" and reasons[6] == "missing text"
     assert reasons[2] == reasons[3] == "empty text"
     assert reasons[4] == "not text (int)" and reasons[5] == "not text (list)"
     assert reasons[7].startswith("text too long (20001 chars") and reasons[8].startswith("no letters")
     if which == "transformer":
-        assert reasons[10].startswith("text too long (") and "tokens" in reasons[10]
+        assert reasons[11].startswith("text too long (") and "tokens" in reasons[11]
     bad = out["pred_error"] != ""
     assert out.loc[bad, "pred_stance"].isna().all() and out.loc[bad, PROBS].isna().all().all()
     good = out[~bad]

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +73,8 @@ def row_problem(value, max_chars: int = MAX_CHARS) -> str | None:
         return "empty text"
     if len(value) > max_chars:
         return f"text too long ({len(value)} chars > {max_chars})"
-    if not any(ch.isalpha() for ch in value):
-        return "no letters (not a statement)"
+    if not any(ch.isalpha() or unicodedata.category(ch) == "So" for ch in value):
+        return "no letters (not a statement)"  # digits/punctuation only; emoji-only posts do carry stance
     return None
 
 
