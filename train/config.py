@@ -66,7 +66,7 @@ class TrainConfig:
     freeze_embeddings: bool = True  # the 250k x 384 word-embedding table: freezing it is ~2x faster and keeps unseen-language tokens intact
     freeze_layers: int = 0  # also freeze the lowest N transformer layers (backward stops earlier: faster on CPU)
     group_by_length: bool = True  # batches of similar length: less padding, same data each epoch
-    early_stopping_patience: int = 2  # epochs without val macro-F1 improvement (0: off)
+    early_stopping_patience: int = 1  # epochs without val macro-F1 improvement (0: off)
     seed: int = 42
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16
     threads: int = 0  # torch CPU threads (0: number of cores)
