@@ -344,3 +344,33 @@ def test_bf16_safetensors_roundtrip(tmp_path):
     for k, v in tensors.items():
         assert loaded[k].dtype == torch.bfloat16
         assert torch.equal(loaded[k], torch.from_numpy(v).to(torch.bfloat16))
+
+
+# ---------------------------------------------------------------- the real encoder end to end
+
+def test_default_config_trains_logs_and_predicts_with_the_real_encoder(model_dir, tiny_corpus, mlflow_store, tmp_path):
+    """configs/default.yaml on the converted e5-small (shortened: tiny corpus, 1 epoch): train -> MLflow -> predict."""
+    import mlflow
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from train.cli import app
+    from train.tracking import setup_tracking
+
+    args = ["train", str(e5convert.REPO_ROOT / "configs/default.yaml"), f"model.name={model_dir}", f"data.paths=[{tiny_corpus}]",
+            "train.epochs=1", "train.max_length=32", "experiment=e2e-real", "register_as=e2e-real"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    setup_tracking()
+    run = mlflow.search_runs(experiment_names=["e2e-real"], output_format="list")[0]
+    assert run.info.status == "FINISHED" and run.data.tags["model_family"] == e5convert.DEFAULT_NAME
+    assert 0 <= run.data.metrics["macro_f1"] <= 1 and run.data.params["model.pooling"] == "mean"
+
+    src, out = tmp_path / "quotes.csv", tmp_path / "scored.parquet"
+    pd.DataFrame({"quote": ["Мы надеемся на диалог.", "Bunun bedelini ödeyecekler!", ""]}).to_csv(src, index=False)
+    result = CliRunner().invoke(app, ["predict", "--model", "models:/e2e-real/1", "--input", str(src), "--output", str(out),
+                                      "--text-column", "quote", "--no-detect-language"])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(out)
+    assert len(scored) == 3 and scored["pred_stance"].iloc[:2].notna().all() and scored["pred_error"].iloc[2] != ""
+    assert (scored["model_version"].astype(str).iloc[:2] == "1").all()
