@@ -11,7 +11,6 @@ import dataclasses
 import math
 import os
 import re
-import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -89,7 +88,7 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
     import mlflow
 
     from train import tracking
-    from train.training import TrainingInterrupted, prepare_data, run_training
+    from train.training import prepare_data, run_training
 
     seeds = seed_list(cfg.train.seed, n_seeds)
     _, parts = prepare_data(cfg)  # invalid data fails before the parent run opens
@@ -97,14 +96,11 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
     exp_id = tracking.get_experiment_id(cfg.experiment)
     tracking.reconcile_stale_runs(exp_id)
 
-    def on_signal(signum, frame):
-        raise TrainingInterrupted(f"received signal {signum}")
-
-    old_term = signal.signal(signal.SIGTERM, on_signal)
     parent = mlflow.start_run(experiment_id=exp_id, run_name=parent_run_name(cfg, n_seeds))
     parent_id = parent.info.run_id
     current = None
-    try:
+    # the parent must never be left RUNNING, nor FINISHED after a failed seed
+    with tracking.closing_run(lambda: f"seed {current} failed: " if current is not None else ""):
         mlflow.set_tags(_parent_tags(cfg, parts, seeds, config_path))
         params = flat_params(cfg)
         params.update({"train.seed": ",".join(map(str, seeds)), "n_seeds": n_seeds,
@@ -129,20 +125,7 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
         if not quiet:
             print(f"parent run {parent_id} ({n_seeds} seeds): macro_f1={summary['macro_f1_mean']:.4f} "
                   f"± {summary['macro_f1_std']:.4f} (sample std)")
-        mlflow.end_run("FINISHED")
-        return parent_id
-    except BaseException as e:  # noqa: BLE001 - the parent must never be left RUNNING or FINISHED after a failed seed
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-        where = f"seed {current} failed: " if current is not None else ""
-        try:
-            while mlflow.active_run() and mlflow.active_run().info.run_id != parent_id:
-                mlflow.end_run(status)  # a child that could not close itself
-            mlflow.set_tag("stance.error", f"{where}{type(e).__name__}: {e}"[:5000])
-        finally:
-            mlflow.end_run(status)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
+    return parent_id
 
 
 def _child_name(cfg: Config, seed: int) -> str | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -62,6 +64,39 @@ def get_experiment_id(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a terminated run is closed like one stopped with Ctrl-C."""
+
+
+@contextlib.contextmanager
+def closing_run(error_prefix=lambda: ""):
+    """Close the run the caller just started on every way out of the block: FINISHED on success, FAILED on an error,
+    KILLED on Ctrl-C or SIGTERM, with the reason in its `stance.error` tag. Nested runs the block left open are closed
+    first, so no run is ever left RUNNING (SIGKILL aside: see reconcile_stale_runs)."""
+    import mlflow
+
+    own = mlflow.active_run().info.run_id
+
+    def on_signal(signum, frame):
+        raise TrainingInterrupted(f"received signal {signum}")
+
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield
+        mlflow.end_run("FINISHED")
+    except BaseException as e:  # noqa: BLE001 - every way out must close the run with the reason
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        try:
+            while mlflow.active_run() and mlflow.active_run().info.run_id != own:
+                mlflow.end_run(status)
+            mlflow.set_tag("stance.error", f"{error_prefix()}{type(e).__name__}: {e}"[:5000])
+        finally:
+            mlflow.end_run(status)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
 def git_info() -> dict[str, str]:
     def git(*args):
         try:
@@ -76,7 +111,6 @@ def git_info() -> dict[str, str]:
 
 def reconcile_stale_runs(experiment_id: str) -> list[str]:
     """Runs left RUNNING by a process that is gone (SIGKILL, power loss) are marked FAILED, never left running."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import sys
 import time
@@ -15,10 +14,7 @@ import numpy as np
 
 from train.config import Config, flat_params, to_dict
 from train.schema import LABELS
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    pass
+from train.tracking import TrainingInterrupted  # noqa: F401 - re-exported: callers stop runs with it
 
 
 def config_digest(cfg: Config) -> str:
@@ -219,14 +215,10 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
     run_name = cfg.run_name or default_run_name(cfg)
     out_dir = Path(cfg.output_dir) / cfg.experiment / (run_id or f"{run_name}-{digest}-{int(time.time())}")
 
-    def on_signal(signum, frame):
-        raise TrainingInterrupted(f"received signal {signum}")
-
-    old_term = signal.signal(signal.SIGTERM, on_signal)
     run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id, run_name=None if run_id else run_name,
                            parent_run_id=parent_run_id, nested=parent_run_id is not None)
     rid = run.info.run_id
-    try:
+    with tracking.closing_run():
         if run_id is None:
             out_dir = out_dir.with_name(rid)
         _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path)
@@ -255,17 +247,7 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         tracking.log_stance_model(model_dir, cfg.register_as, parts["train"]["text"].tolist())
         if not quiet:
             print(f"run {rid}: macro_f1={metrics['macro_f1']:.4f} accuracy={metrics['accuracy']:.4f} ({train_seconds:.0f}s)")
-        mlflow.end_run("FINISHED")
-        return rid
-    except BaseException as e:  # noqa: BLE001 - every way out must close the run with the reason
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-        try:
-            mlflow.set_tag("stance.error", f"{type(e).__name__}: {e}"[:5000])
-        finally:
-            mlflow.end_run(status)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
+    return rid
 
 
 def _seed_everything(seed: int) -> None:
