@@ -114,3 +114,13 @@ def tiny_overrides(corpus: Path, model_dir: Path, **extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def tracking_client():
+    """An MlflowClient on the store setup_tracking picks (the test's own store under mlflow_store)."""
+    from mlflow.tracking import MlflowClient
+
+    from train.tracking import setup_tracking
+
+    setup_tracking()
+    return MlflowClient()

@@ -13,25 +13,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, make_rows, tiny_overrides
+from tests.conftest import REPO, make_rows, tiny_overrides, tracking_client
 from train.config import load_config
 from train.schema import LABELS
 
 
-@pytest.fixture(autouse=True)
-def own_registry(monkeypatch):
-    """mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI, and setup_tracking keeps an exported one: without this an
-    earlier test's registry would leak into this test's store."""
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-
-
-def client():
-    from mlflow.tracking import MlflowClient
-
-    from train.tracking import setup_tracking
-
-    setup_tracking()
-    return MlflowClient()
+client = tracking_client
 
 
 def runs_of(experiment="test-exp"):

@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, tiny_overrides
+from tests.conftest import REPO, tiny_overrides, tracking_client
 from train.config import ConfigError, load_config
 from train.schema import LABELS
 
 
-def client():
-    from mlflow.tracking import MlflowClient
-
-    from train.tracking import setup_tracking
-
-    setup_tracking()
-    return MlflowClient()
+client = tracking_client
 
 
 def only_run(experiment="test-exp"):

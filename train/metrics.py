@@ -34,20 +34,21 @@ def compute_metrics(y_true, proba, languages=None, labels=LABELS) -> dict[str, f
     return out
 
 
-def expected_calibration_error(y_true, proba, n_bins: int = 10) -> float:
-    conf, correct = reliability_bins_input(y_true, proba)
+def reliability_bins(y_true, proba, n_bins: int = 10) -> list[tuple[float, float, float]]:
+    """(mean confidence, accuracy, share of rows) for each non-empty equal-width confidence bin."""
+    proba = np.asarray(proba)
+    conf, correct = proba.max(1), (proba.argmax(1) == np.asarray(y_true)).astype(float)
     edges = np.linspace(0, 1, n_bins + 1)
-    ece = 0.0
+    bins = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         m = (conf > lo) & (conf <= hi)
         if m.any():
-            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(ece)
+            bins.append((float(conf[m].mean()), float(correct[m].mean()), float(m.mean())))
+    return bins
 
 
-def reliability_bins_input(y_true, proba):
-    proba = np.asarray(proba)
-    return proba.max(1), (proba.argmax(1) == np.asarray(y_true)).astype(float)
+def expected_calibration_error(y_true, proba, n_bins: int = 10) -> float:
+    return float(sum(share * abs(acc - conf) for conf, acc, share in reliability_bins(y_true, proba, n_bins)))
 
 
 def bootstrap_macro_f1(y_true, y_pred, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:

@@ -161,6 +161,8 @@ def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eva
     import mlflow
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
+    from train.metrics import reliability_bins
+
     y_true = eval_df["stance"].map(LABELS.index).to_numpy()
     y_pred = proba.argmax(1)
     report = classification_report(y_true, y_pred, labels=list(range(len(LABELS))), target_names=list(LABELS), digits=3, zero_division=0)
@@ -187,15 +189,8 @@ def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eva
         mlflow.log_figure(fig, f"{prefix}/per_language_macro_f1.png")
         plt.close(fig)
 
-    conf = proba.max(1)
-    correct = (y_pred == y_true).astype(float)
-    edges = np.linspace(0, 1, 11)
-    centers, accs = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            centers.append(conf[m].mean())
-            accs.append(correct[m].mean())
+    bins = reliability_bins(y_true, proba)  # the same bins the logged ECE is computed from
+    centers, accs = [b[0] for b in bins], [b[1] for b in bins]
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.plot(centers, accs, "o-")
