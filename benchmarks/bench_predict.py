@@ -7,9 +7,12 @@ the same N quotes (1-2 sentences sampled from labeled/*.jsonl), the same thread 
   pipeline        pipeline("text-classification", batch_size=32, top_k=None, truncation=True)
   engine          TransformerStance.load(dir).predict_proba (length-sorted, dynamically padded, inference_mode)
   engine --int8   the same with int8 dynamic quantization (opt-in, approximate)
+  engine --backend onnx          the same model exported to ONNX Runtime with fused kernels (same predictions)
+  engine --backend onnx --int8   the ONNX graph with int8 MatMul weights (approximate)
   predict_file    the whole `stance predict` path: read Parquet, bad-row checks, engine, write Parquet
 
     python benchmarks/bench_predict.py [--n 2000] [--device cpu|cuda] [--batch-size 64] [--threads 0]
+                                       [--agreement-model DIR]   # int8 vs fp32 on a trained model and the test split
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--agreement-model", default="", help="a trained stance model directory: also report int8 vs fp32 "
+                   "agreement and macro-F1 on the labeled test split (the random head above only bounds it)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -110,6 +115,7 @@ def main(argv=None) -> int:
             q.predict_proba(quotes[:64], batch_size=batch)
             q_proba, t_int8 = timed(lambda: q.predict_proba(quotes, batch_size=batch))
             q_agree = float((q_proba.argmax(1) == proba.argmax(1)).mean())
+            onnx_rows, onnx_agree = onnx_backend_rows(model_dir, quotes, proba, batch, Path(tmp) / "cache")
 
         # same model, same answers: the speed-up must not come from computing something else
         pipe_proba = np.array([[{d["label"]: d["score"] for d in row}[l] for l in engine.labels] for row in pipe_out])
@@ -123,6 +129,7 @@ def main(argv=None) -> int:
           f"after {os.getloadavg()[0]:.2f}; {n} quotes, max_length {args.max_length}")
     if args.device == "cpu":
         rows.append(("engine --int8 (approximate)", n / t_int8))
+        rows += [(name, n / t) for name, t in onnx_rows]
     print(f"{'path':<36}{'rows/s':>10}{'vs pipeline':>14}")
     for name, rate in rows:
         print(f"{name:<36}{rate:>10.1f}{rate / rows[0][1]:>13.2f}x")
@@ -130,7 +137,55 @@ def main(argv=None) -> int:
     print(f"pipeline vs engine: argmax agreement {agree:.4f}, max |prob diff| {max_diff:.2e}")
     if args.device == "cpu":
         print(f"int8 vs fp32 engine: argmax agreement {q_agree:.4f} (random head: near-ties make this a lower bound)")
+        print(onnx_agree)
+        print(f"engine --backend onnx vs the default (unbatched) pipeline: {t_pipe_default / dict(onnx_rows)['engine --backend onnx']:.2f}x")
+    if args.agreement_model:
+        print(trained_agreement(Path(args.agreement_model), batch))
     return 0
+
+
+def onnx_backend_rows(model_dir: Path, quotes, proba, batch: int, cache: Path):
+    """Timed rows for the ONNX Runtime backend (export time reported apart: it is paid once per model)."""
+    import numpy as np
+
+    from train.model import TransformerStance
+
+    os.environ["STANCE_CACHE"] = str(cache)
+    rows, notes = [], []
+    for name, int8 in (("engine --backend onnx", False), ("engine --backend onnx --int8", True)):
+        model = TransformerStance.load(model_dir, device="cpu")
+        _, t_export = timed(lambda: model.use_onnx(model_dir, int8=int8))
+        model.predict_proba(quotes[:64], batch_size=batch)
+        o_proba, t = timed(lambda: model.predict_proba(quotes, batch_size=batch))
+        rows.append((name, t))
+        agree = float((o_proba.argmax(1) == proba.argmax(1)).mean())
+        notes.append(f"{name} vs torch engine: argmax agreement {agree:.4f}, max |prob diff| "
+                     f"{float(np.abs(o_proba - proba).max()):.2e}; one-time export {t_export:.0f} s")
+    return rows, "\n".join(notes)
+
+
+def trained_agreement(model_dir: Path, batch: int) -> str:
+    """int8 (torch and ONNX) against fp32 on a trained model's own test split: agreement and macro-F1 with gold labels."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from train.data import load_statements
+    from train.inference import quantize_int8
+    from train.model import load_stance_model
+
+    test = load_statements(REPO / "labeled").query("split == 'test'")
+    texts, gold = test["text"].tolist(), test["stance"].tolist()
+    fp32 = load_stance_model(model_dir, device="cpu")
+    variants = {"fp32 (torch)": fp32, "fp32 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir),
+                "int8 (torch)": quantize_int8(load_stance_model(model_dir, device="cpu")),
+                "int8 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir, int8=True)}
+    preds = {k: m.predict_proba(texts, batch_size=batch).argmax(1) for k, m in variants.items()}
+    labels = fp32.labels
+    lines = [f"trained model {model_dir}: {len(texts)} test rows"]
+    for k, p in preds.items():
+        f1 = f1_score(gold, [labels[i] for i in p], average="macro", labels=labels)
+        lines.append(f"  {k:<14} macro-F1 {f1:.4f}  agreement with fp32 torch {float((p == preds['fp32 (torch)']).mean()):.4f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ class TransformerStance:
         self.labels = list(LABELS)
         self.device = "cpu"
         self.dtype = None
+        self.runner = None  # an ONNX Runtime session replacing the torch module at inference (use_onnx)
 
     # -- building -------------------------------------------------------------------------------------------------
     def build(self, class_weights=None, label_smoothing: float = 0.0):
@@ -171,7 +172,7 @@ class TransformerStance:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         module = self.module.eval()
         enc = self.tokenize(texts)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
+        ids = enc["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")[::-1]
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -181,15 +182,25 @@ class TransformerStance:
                 idx = order[start : start + batch_size]
                 width = max(len(ids[i]) for i in idx)
                 width = min(self.max_length, -(-width // 8) * 8)  # multiples of 8 keep kernels' shapes few
-                batch_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                batch_mask = torch.zeros((len(idx), width), dtype=torch.long)
+                batch_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+                batch_mask = np.zeros((len(idx), width), dtype=np.int64)
                 for row, i in enumerate(idx):
-                    batch_ids[row, : len(ids[i])] = torch.as_tensor(ids[i])
-                    batch_mask[row, : len(mask[i])] = 1
-                with torch.autocast(device_type=device.type, dtype=self.dtype, enabled=self.dtype is not None and self.dtype != torch.float32):
-                    logits = module(input_ids=batch_ids.to(device), attention_mask=batch_mask.to(device))["logits"]
+                    batch_ids[row, : len(ids[i])] = ids[i]
+                    batch_mask[row, : len(ids[i])] = 1
+                if self.runner is not None:  # the ONNX Runtime backend (see use_onnx)
+                    logits = torch.from_numpy(self.runner(batch_ids, batch_mask))
+                else:
+                    with torch.autocast(device_type=device.type, dtype=self.dtype, enabled=self.dtype is not None and self.dtype != torch.float32):
+                        logits = module(input_ids=torch.from_numpy(batch_ids).to(device), attention_mask=torch.from_numpy(batch_mask).to(device))["logits"]
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
+
+    def use_onnx(self, model_dir, int8: bool = False, threads: int = 0):
+        """Run predict_proba on ONNX Runtime (CPU): the same classifier exported once to a fused graph and cached."""
+        from train.onnx_backend import onnx_classifier
+
+        self.runner = onnx_classifier(self, Path(model_dir), int8=int8, threads=threads)
+        return self
 
     def predict(self, texts, batch_size: int = 64) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(1)]
