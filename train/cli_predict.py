@@ -68,7 +68,7 @@ def predict_cmd(
     if backend == "onnx" and engine == "spark":
         _fail("--backend onnx runs with --engine local (the Spark UDF runs the logged pyfunc as it is)")
     _quiet_libraries()
-    run = _start_mlflow_run(model, input, output, text_column, chunk_size, engine) if log_mlflow else None
+    run = _start_mlflow_run(model, input, output, text_column, chunk_size, engine, backend, int8) if log_mlflow else None
     try:
         with tempfile.TemporaryDirectory(prefix="stance-predict-") as tmp:
             if engine == "spark":
@@ -256,7 +256,7 @@ def _hms(seconds: float) -> str:
 
 # -- MLflow logging of the run ------------------------------------------------------------------------------------------
 
-def _start_mlflow_run(model, input, output, text_column, chunk_size, engine):
+def _start_mlflow_run(model, input, output, text_column, chunk_size, engine, backend="torch", int8=False):
     import mlflow
 
     from train.tracking import get_experiment_id, git_info, setup_tracking
@@ -264,7 +264,8 @@ def _start_mlflow_run(model, input, output, text_column, chunk_size, engine):
     setup_tracking()
     run = mlflow.start_run(experiment_id=get_experiment_id(INFERENCE_EXPERIMENT), run_name=f"predict-{Path(input).stem}")
     mlflow.log_params({"model": model, "input": str(Path(input).resolve()), "output": str(Path(output).resolve()),
-                       "text_column": text_column, "chunk_size": chunk_size, "engine": engine})
+                       "text_column": text_column, "chunk_size": chunk_size, "engine": engine,
+                       "backend": backend, "int8": int8})
     mlflow.set_tags(git_info())
     return run
 

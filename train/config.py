@@ -54,7 +54,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
+    epochs: int = 2  # as configs/default.yaml (the holdout configs inherit it)
     lr: float = 5e-5
     head_lr: float | None = 1e-3  # the fresh head learns faster than the pretrained body (None: same as lr)
     batch_size: int = 16
