@@ -50,7 +50,7 @@ def predict_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU that supports it, else fp32), fp32, bf16, fp16."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for the model (0: one per core)."),
-    backend: str = typer.Option("torch", "--backend", help="CPU transformer runtime: torch, or onnx (ONNX Runtime with fused kernels: same predictions, faster; exported once per model and cached; needs the [onnx] extra)."),
+    backend: str = typer.Option("torch", "--backend", help="CPU runtime for transformer models: torch, or onnx (ONNX Runtime with fused kernels: same predictions, faster; exported once per model and cached; needs the [onnx] extra). The baseline ignores it."),
     int8: bool = typer.Option(False, "--int8", help="CPU only: int8 dynamic quantization of the transformer (faster, not bit-identical); with --backend onnx, of the ONNX graph."),
     log_mlflow: bool = typer.Option(False, "--log-mlflow", help=f"Log the run (input digest, counts, label distribution, rows/s) to the MLflow experiment '{INFERENCE_EXPERIMENT}'."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or spark (pyspark + mlflow.pyfunc.spark_udf)."),
