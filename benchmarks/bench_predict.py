@@ -176,6 +176,8 @@ def trained_agreement(model_dir: Path, batch: int) -> str:
     test = load_statements(REPO / "labeled").query("split == 'test'")
     texts, gold = test["text"].tolist(), test["stance"].tolist()
     fp32 = load_stance_model(model_dir, device="cpu")
+    if fp32.kind != "transformer":
+        return f"--agreement-model {model_dir}: a {fp32.kind} model has no int8 variants (pass a transformer model directory)"
     variants = {"fp32 (torch)": fp32, "fp32 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir),
                 "int8 (torch)": quantize_int8(load_stance_model(model_dir, device="cpu")),
                 "int8 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir, int8=True)}

@@ -101,3 +101,13 @@ def test_cli_backend_onnx_gives_the_torch_predictions(trained_dir, onnx_cache, t
     assert np.allclose(outs["onnx"][probs].to_numpy(float), outs["torch"][probs].to_numpy(float), atol=1e-5, equal_nan=True)
     bad = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(tmp_path / "x.parquet"), "--backend", "tensorrt"])
     assert bad.exit_code == 2 and "--backend" in bad.output
+
+
+@pytest.mark.parametrize("pooling", ["cls", "auto"])
+def test_other_heads_export_too(pooling, tiny_model_dir, onnx_cache, tmp_path):
+    import torch
+
+    torch.manual_seed(1)
+    path = TransformerStance(str(tiny_model_dir), pooling=pooling, max_length=16).build().save(tmp_path / pooling)
+    expected = load_stance_model(path, device="cpu").predict_proba(TEXTS)
+    assert np.allclose(load_stance_model(path, device="cpu").use_onnx(path).predict_proba(TEXTS), expected, atol=1e-5)

@@ -50,7 +50,7 @@ def output_frame(proba: np.ndarray, labels=LABELS, errors=None):
 MAX_CHARS = 20000  # longer values are not statements (whole articles, dumps) and would only be truncated
 MAX_TOKENS_FACTOR = 4  # ... nor are values tokenizing to more than 4x the model's max_length
 LANGUAGE_COLUMNS = ("language", "lang")
-DETECT_LANGUAGES = ("en", "ru", "tr", "az", "uk", "de", "fr", "es", "pl", "ka", "kk", "ar", "fa", "hy", "it", "pt")
+DETECT_LANGUAGES = ("en", "ru", "tr", "az", "uk", "de", "fr", "es", "pl", "ka", "kk", "ar", "fa", "hy", "it", "pt", "be", "zh")  # labeled/ languages lingua knows (not uz)
 RUN_COLUMNS = ["detected_language", "model_uri", "model_version"]
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 MANIFEST = "manifest.json"
