@@ -6,9 +6,8 @@ the same N quotes (1-2 sentences sampled from labeled/*.jsonl), the same thread 
 
   pipeline        pipeline("text-classification", batch_size=32, top_k=None, truncation=True)
   engine          TransformerStance.load(dir).predict_proba (length-sorted, dynamically padded, inference_mode)
-  engine --int8   the same with int8 dynamic quantization (opt-in, approximate)
   engine --backend onnx          the same model exported to ONNX Runtime with fused kernels (same predictions)
-  engine --backend onnx --int8   the ONNX graph with int8 MatMul weights (approximate)
+  engine --int8                  the ONNX graph with int8 MatMul weights (= --backend onnx --int8; approximate)
   predict_file    the whole `stance predict` path: read Parquet, bad-row checks, engine, write Parquet
 
     python benchmarks/bench_predict.py [--n 2000] [--device cpu|cuda] [--batch-size 64] [--threads 0]
@@ -107,14 +106,7 @@ def main(argv=None) -> int:
         summary, t_file = timed(lambda: predict_file(engine, src, dst, batch_size=batch, chunk_rows=5000, detect_language=False))
         assert summary.rows == len(quotes) and summary.bad_rows == 0
 
-        # opt-in int8 (stance predict --int8): a different, approximate computation, reported on its own row
         if args.device == "cpu":
-            from train.inference import quantize_int8
-
-            q = quantize_int8(TransformerStance.load(model_dir, device="cpu"))
-            q.predict_proba(quotes[:64], batch_size=batch)
-            q_proba, t_int8 = timed(lambda: q.predict_proba(quotes, batch_size=batch))
-            q_agree = float((q_proba.argmax(1) == proba.argmax(1)).mean())
             onnx_rows, onnx_agree = onnx_backend_rows(model_dir, quotes, proba, batch, Path(tmp) / "cache")
 
         # same model, same answers: the speed-up must not come from computing something else
@@ -128,7 +120,6 @@ def main(argv=None) -> int:
     print(f"device {args.device}, torch threads {threads}, {os.cpu_count()} cores, load average before {load_before[0]:.2f} "
           f"after {os.getloadavg()[0]:.2f}; {n} quotes, max_length {args.max_length}")
     if args.device == "cpu":
-        rows.append(("engine --int8 (approximate)", n / t_int8))
         rows += [(name, n / t) for name, t in onnx_rows]
     print(f"{'path':<36}{'rows/s':>10}{'vs pipeline':>14}")
     for name, rate in rows:
@@ -136,7 +127,6 @@ def main(argv=None) -> int:
     print(f"engine vs the default (unbatched) pipeline: {t_pipe_default / t_engine:.2f}x")
     print(f"pipeline vs engine: argmax agreement {agree:.4f}, max |prob diff| {max_diff:.2e}")
     if args.device == "cpu":
-        print(f"int8 vs fp32 engine: argmax agreement {q_agree:.4f} (random head: near-ties make this a lower bound)")
         print(onnx_agree)
         print(f"engine --backend onnx vs the default (unbatched) pipeline: {t_pipe_default / dict(onnx_rows)['engine --backend onnx']:.2f}x")
     if args.agreement_model:
@@ -152,7 +142,7 @@ def onnx_backend_rows(model_dir: Path, quotes, proba, batch: int, cache: Path):
 
     os.environ["STANCE_CACHE"] = str(cache)
     rows, notes = [], []
-    for name, int8 in (("engine --backend onnx", False), ("engine --backend onnx --int8", True)):
+    for name, int8 in (("engine --backend onnx", False), ("engine --int8 (onnx, approximate)", True)):
         model = TransformerStance.load(model_dir, device="cpu")
         _, t_export = timed(lambda: model.use_onnx(model_dir, int8=int8))
         model.predict_proba(quotes[:64], batch_size=batch)
@@ -165,12 +155,12 @@ def onnx_backend_rows(model_dir: Path, quotes, proba, batch: int, cache: Path):
 
 
 def trained_agreement(model_dir: Path, batch: int) -> str:
-    """int8 (torch and ONNX) against fp32 on a trained model's own test split: agreement and macro-F1 with gold labels."""
+    """int8 against fp32 on a trained model's own test split: agreement and macro-F1 with gold labels (a random head's
+    near-ties make the agreement above a lower bound only)."""
     import numpy as np
     from sklearn.metrics import f1_score
 
     from train.data import load_statements
-    from train.inference import quantize_int8
     from train.model import load_stance_model
 
     test = load_statements(REPO / "labeled").query("split == 'test'")
@@ -179,7 +169,6 @@ def trained_agreement(model_dir: Path, batch: int) -> str:
     if fp32.kind != "transformer":
         return f"--agreement-model {model_dir}: a {fp32.kind} model has no int8 variants (pass a transformer model directory)"
     variants = {"fp32 (torch)": fp32, "fp32 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir),
-                "int8 (torch)": quantize_int8(load_stance_model(model_dir, device="cpu")),
                 "int8 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir, int8=True)}
     preds = {k: m.predict_proba(texts, batch_size=batch).argmax(1) for k, m in variants.items()}
     labels = fp32.labels

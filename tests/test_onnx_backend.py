@@ -111,3 +111,16 @@ def test_other_heads_export_too(pooling, tiny_model_dir, onnx_cache, tmp_path):
     path = TransformerStance(str(tiny_model_dir), pooling=pooling, max_length=16).build().save(tmp_path / pooling)
     expected = load_stance_model(path, device="cpu").predict_proba(TEXTS)
     assert np.allclose(load_stance_model(path, device="cpu").use_onnx(path).predict_proba(TEXTS), expected, atol=1e-5)
+
+
+def test_int8_flag_means_the_onnx_int8_graph(trained_dir, onnx_cache, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": TEXTS}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--no-detect-language"])
+    assert result.exit_code == 0, result.output
+    assert list(onnx_cache.rglob("model-int8.onnx")) and not list(onnx_cache.rglob("model.onnx"))
+    expected = load_stance_model(trained_dir, device="cpu").use_onnx(trained_dir, int8=True).predict_proba(TEXTS)
+    assert np.allclose(pd.read_csv(out)[["prob_conciliatory", "prob_neutral", "prob_hostile"]].to_numpy(), expected, atol=1e-5)
+    spark = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--engine", "spark"])
+    assert spark.exit_code == 2 and "--engine local" in spark.output

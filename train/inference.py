@@ -121,18 +121,6 @@ def predict_values(model, values, batch_size: int = 64, errors: list | None = No
     return output_frame(proba, model.labels, problems)
 
 
-def quantize_int8(model):
-    """Opt-in CPU speed-up: int8 dynamic quantization of the encoder's Linear layers (weights int8, activations
-    quantized per batch). Not bit-identical to fp32: check agreement on your data (benchmarks/bench_predict.py does)."""
-    if getattr(model, "module", None) is None or getattr(model, "device", "cpu") != "cpu":
-        return model
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    model.module = quantize_dynamic(model.module, {torch.nn.Linear}, dtype=torch.qint8)
-    return model
-
-
 # -- language detection ------------------------------------------------------------------------------------------------
 
 _DETECTOR = None
