@@ -35,12 +35,16 @@ def resolve_dtype(precision: str, device: str):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def set_threads(threads: int = 0) -> int:
     """Use one intra-op thread per core; more than that on a small CPU slows every step (oversubscription)."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = max(1, threads or cores)
+    n = max(1, threads or cpu_cores())
     torch.set_num_threads(n)
     return n
 

@@ -109,8 +109,10 @@ class OnnxClassifier:
     def __init__(self, path: Path, threads: int = 0):
         import onnxruntime as ort
 
+        from train.model import cpu_cores
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        options.intra_op_num_threads = max(1, threads or cpu_cores())  # as set_threads does for torch
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
