@@ -195,7 +195,7 @@ def logged_model(stance_dir, mlflow_store):
 
     setup_tracking()
     with mlflow.start_run(experiment_id=get_experiment_id("test-inference")) as run:
-        log_stance_model(stance_dir, "tiny-stance", ["we hope for dialogue"])
+        log_stance_model(stance_dir, ["we hope for dialogue"], register_as="tiny-stance")
     return run.info.run_id
 
 

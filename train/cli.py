@@ -76,6 +76,10 @@ def train_cmd(
     from train.config import ConfigError, load_config
 
     overrides = list(ctx.args)
+    if run_id and not resume:
+        fail("--run-id continues an interrupted run and needs --resume (without it the run would be trained again into that run)")
+    if resume and seeds > 1:
+        fail("--resume continues one interrupted run; it cannot be combined with --seeds (resume each seed's run with --run-id)")
     try:
         cfg = load_config(config, overrides)
     except ConfigError as e:
@@ -83,6 +87,7 @@ def train_cmd(
     if cfg.model.kind == "transformer" and bootstrap_model:
         _ensure_offline_model(cfg.model.name)
     from train.data import DataError
+    from train.training import ResumeError, VerificationFailed
 
     try:
         if seeds > 1:
@@ -93,6 +98,10 @@ def train_cmd(
             from train.training import run_training
 
             run_training(cfg, resume=resume, run_id=run_id, config_path=str(config))
+    except ResumeError as e:
+        fail(str(e))
+    except VerificationFailed as e:
+        fail(str(e), 1)
     except DataError as e:
         for problem in e.problems:
             typer.echo(str(problem), err=True)

@@ -109,16 +109,30 @@ def _quiet_libraries() -> None:
 
 def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,
                    threads, int8, tmp, backend="torch"):
-    from train.inference import InferenceError, predict_file
-    from train.model import pick_device, set_threads
+    from train.inference import predict_file
 
-    model_dir, uri, version = resolve_model(model, Path(tmp))
+    stance, uri, version, dev = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)
+    batch = batch_size or (256 if dev == "cuda" else 64)
+    with progress_reporter(input) as progress:
+        summary = predict_file(stance, input, output, text_column, model_uri=uri, model_version=version, batch_size=batch,
+                               chunk_rows=chunk_size, detect_language=detect_language, resume=resume, overwrite=overwrite,
+                               progress=progress)
+    return summary, uri, version
+
+
+# -- model resolution -------------------------------------------------------------------------------------------------
+
+def load_for_predict(model: str, tmp: Path, device="auto", precision="auto", threads=0, backend="torch", int8=False):
+    """The one way `stance predict` (and `stance runs verify`, which must test exactly this path) gets a model:
+    resolve the URI or directory, pick the device, load, attach the backend. Returns (model, uri, version, device)."""
+    from train.inference import InferenceError
+    from train.model import load_stance_model, pick_device, set_threads
+
+    model_dir, uri, version = resolve_model(model, tmp)
     dev = ("cpu" if backend == "onnx" else pick_device()) if device == "auto" else device
     if dev == "cpu":
         set_threads(threads)
     try:
-        from train.model import load_stance_model
-
         stance = load_stance_model(model_dir, device=dev, precision=precision)
     except (OSError, ValueError, KeyError) as e:
         raise InferenceError(f"{model}: cannot load the model: {e}") from e
@@ -129,15 +143,8 @@ def _predict_local(model, input, output, text_column, batch_size, chunk_size, de
             stance.use_onnx(model_dir, int8=int8, threads=threads)
         except RuntimeError as e:
             raise InferenceError(str(e)) from e
-    batch = batch_size or (256 if dev == "cuda" else 64)
-    with progress_reporter(input) as progress:
-        summary = predict_file(stance, input, output, text_column, model_uri=uri, model_version=version, batch_size=batch,
-                               chunk_rows=chunk_size, detect_language=detect_language, resume=resume, overwrite=overwrite,
-                               progress=progress)
-    return summary, uri, version
+    return stance, uri, version, dev
 
-
-# -- model resolution -------------------------------------------------------------------------------------------------
 
 def stance_dir_in(path: Path) -> Path:
     """The stance model directory inside `path`: itself, or the pyfunc's `stance_model` artifact of an MLflow model."""
@@ -152,8 +159,13 @@ def stance_dir_in(path: Path) -> Path:
 
         flavor = (yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}).get("flavors", {}).get("python_function", {})
         rel = (flavor.get("artifacts") or {}).get("stance_model", {}).get("path")
-        if rel and (path / rel / MODEL_CARD).is_file():
-            return path / rel
+        if rel:
+            target = (path / rel).resolve()
+            # a tampered MLmodel must not point the loader outside the model directory (../, absolute paths, links)
+            if not target.is_relative_to(path.resolve()):
+                raise InferenceError(f"{mlmodel}: artifact path {rel!r} leads outside the model directory")
+            if (target / MODEL_CARD).is_file():
+                return target
         raise InferenceError(f"{path}: an MLflow model without a stance_model artifact (not logged by `stance train`)")
     raise InferenceError(f"{path}: neither a stance model directory ({MODEL_CARD}) nor an MLflow model directory (MLmodel)")
 
@@ -395,9 +407,9 @@ def _pyfunc_uri(model: str, tmp: Path) -> tuple[str, str, str]:
         return str(local.resolve()), str(local.resolve()), ""
     import mlflow.pyfunc
 
-    from train.tracking import PYFUNC_FILE, PYFUNC_REQUIREMENTS
+    from train.tracking import PYFUNC_FILE, pinned_requirements
 
     wrapped = tmp / "pyfunc"
     mlflow.pyfunc.save_model(str(wrapped), python_model=str(PYFUNC_FILE), artifacts={"stance_model": str(stance_dir_in(local))},
-                             code_paths=[str(PYFUNC_FILE.parent)], pip_requirements=PYFUNC_REQUIREMENTS)
+                             code_paths=[str(PYFUNC_FILE.parent)], pip_requirements=pinned_requirements())
     return str(wrapped), str(local.resolve()), ""

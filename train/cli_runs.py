@@ -75,3 +75,26 @@ def report_cmd(
     except CompareError as e:
         _fail(str(e), 1)
     _emit(text, output)
+
+
+@runs_app.command("verify")
+def verify_cmd(
+    spec: str = typer.Argument(..., metavar="RUN_ID_OR_MODEL_URI", help="A run id, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnx: check the logged model on this runtime, as `stance predict --backend` runs it."),
+    int8: bool = typer.Option(False, "--int8", help="Check the int8 ONNX graph (approximate: held to its documented tolerance, agreement reported)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+):
+    """Reload the logged model as `stance predict` does, re-score the run's evaluation rows, recompute its metrics,
+    and compare with what the run logged (exit 1 on any mismatch)."""
+    from train.inference import InferenceError
+    from train.verify import VerifyError, verify
+
+    if backend not in ("torch", "onnx"):
+        _fail(f"--backend: {backend!r} is not one of torch, onnx")
+    try:
+        result = verify(spec, device=device, backend=backend, int8=int8)
+    except (VerifyError, InferenceError) as e:
+        _fail(str(e), 1)
+    typer.echo(result.table(), nl=False)
+    if not result.passed:
+        raise typer.Exit(1)

@@ -63,3 +63,12 @@ def bootstrap_macro_f1(y_true, y_pred, n: int = 1000, seed: int = 0, alpha: floa
         idx = rng.integers(0, len(y_true), len(y_true))
         scores.append(f1_score(y_true[idx], y_pred[idx], average="macro", labels=ids, zero_division=0))
     return float(np.quantile(scores, alpha / 2)), float(np.quantile(scores, 1 - alpha / 2))
+
+
+def evaluation_metrics(y_true, proba, languages=None) -> dict[str, float]:
+    """Everything a run logs for an evaluation set: compute_metrics plus the bootstrap interval of macro-F1.
+    `stance train` logs these and `stance runs verify` recomputes them, so both use this one function."""
+    proba = np.asarray(proba)
+    out = compute_metrics(y_true, proba, languages)
+    out["macro_f1_ci_low"], out["macro_f1_ci_high"] = bootstrap_macro_f1(y_true, proba.argmax(1))
+    return out

@@ -18,6 +18,7 @@ import numpy as np
 from train.schema import LABELS
 
 MODEL_CARD = "stance_model.json"
+POOLINGS = ("mean", "cls", "auto")
 DIRECT_POOLING_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")  # encoders whose AutoModel takes add_pooling_layer
 
 
@@ -119,6 +120,8 @@ class TransformerStance:
     kind = "transformer"
 
     def __init__(self, name: str, pooling: str = "mean", max_length: int = 128, text_prefix: str = "", dropout: float = 0.1):
+        if pooling not in POOLINGS:  # anything else would silently fall through to one of them
+            raise ValueError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         self.name, self.pooling, self.max_length, self.text_prefix, self.dropout = name, pooling, max_length, text_prefix, dropout
         self.module = None
         self.tokenizer = None
@@ -225,9 +228,8 @@ class TransformerStance:
         self.tokenizer.save_pretrained(path)
         if self.pooling != "auto":
             save_file({k: v.detach().contiguous().cpu() for k, v in self.module.head.state_dict().items()}, str(path / "head.safetensors"))
-        card = {"kind": self.kind, "labels": self.labels, "pooling": self.pooling, "max_length": self.max_length,
-                "text_prefix": self.text_prefix, "base_model": self.name, "dropout": self.dropout}
-        (path / MODEL_CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_card(path, {"kind": self.kind, "labels": self.labels, "pooling": self.pooling, "max_length": self.max_length,
+                          "text_prefix": self.text_prefix, "base_model": self.name, "dropout": self.dropout})
         return path
 
     @classmethod
@@ -236,7 +238,7 @@ class TransformerStance:
         from transformers import AutoTokenizer
 
         path = Path(path)
-        card = json.loads((path / MODEL_CARD).read_text(encoding="utf-8"))
+        card = read_card(path)
         self = cls(str(path), card["pooling"], card["max_length"], card.get("text_prefix", ""), card.get("dropout", 0.1))
         self.labels = card["labels"]
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
@@ -250,77 +252,118 @@ class TransformerStance:
 
 
 class BaselineStance:
-    """TF-IDF over character n-grams + logistic regression: the scikit-learn reference beside the transformers."""
+    """TF-IDF over character n-grams + logistic regression: the scikit-learn reference beside the transformers.
+
+    Persistence is skops (a format made for safe scikit-learn persistence; mlflow already depends on it), not
+    hand-written array dumps: safetensors.numpy 0.8 writes a Fortran-ordered array's memory as if it were C-ordered
+    (safetensors issue #825) and LogisticRegression's coef_ is Fortran-ordered, so every baseline saved that way
+    predicted garbage once reloaded. skops stores arrays with numpy's own .npy format (order recorded) and loads only
+    types on an explicit list (TRUSTED_TYPES on top of skops' default scikit-learn/numpy/scipy types): nothing
+    outside it is ever instantiated, and nothing is unpickled. tests/test_model_io.py fails if the ordering bug
+    comes back through any path.
+    """
 
     kind = "baseline"
+    FILE = "baseline.skops"
+    TRUSTED_TYPES: list[str] = []  # skops' defaults cover Pipeline, TfidfVectorizer, LogisticRegression and numpy
 
     def __init__(self, analyzer="char_wb", ngram_min=2, ngram_max=5, max_features=300000, C=4.0, class_weighting=True, seed=42):
         self.params = dict(analyzer=analyzer, ngram_min=ngram_min, ngram_max=ngram_max, max_features=max_features, C=C,
                            class_weighting=class_weighting, seed=seed)
         self.labels = list(LABELS)
-        self.vectorizer = None
-        self.clf = None
-
-    def _vectorizer(self, vocabulary=None):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        p = self.params
-        return TfidfVectorizer(analyzer=p["analyzer"], ngram_range=(p["ngram_min"], p["ngram_max"]), lowercase=True,
-                               sublinear_tf=True, min_df=1 if vocabulary is not None else 2, max_features=p["max_features"],
-                               vocabulary=vocabulary, dtype=np.float32)
+        self.pipeline = None
 
     def fit(self, texts, labels, **_ignored):
+        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
 
+        p = self.params
         y = np.array([self.labels.index(l) for l in labels])
-        self.vectorizer = self._vectorizer()
-        X = self.vectorizer.fit_transform(list(texts))
-        self.clf = LogisticRegression(C=self.params["C"], max_iter=3000, random_state=self.params["seed"],
-                                      class_weight="balanced" if self.params["class_weighting"] else None)
-        self.clf.fit(X, y)
+        self.pipeline = Pipeline([
+            ("tfidf", TfidfVectorizer(analyzer=p["analyzer"], ngram_range=(p["ngram_min"], p["ngram_max"]), lowercase=True,
+                                      sublinear_tf=True, min_df=2, max_features=p["max_features"], dtype=np.float32)),
+            ("clf", LogisticRegression(C=p["C"], max_iter=3000, random_state=p["seed"],
+                                       class_weight="balanced" if p["class_weighting"] else None)),
+        ]).fit(list(texts), y)
         return self
 
     def predict_proba(self, texts, batch_size: int = 0) -> np.ndarray:
-        proba = self.clf.predict_proba(self.vectorizer.transform(list(texts)))
+        proba = self.pipeline.predict_proba(list(texts))
         full = np.zeros((proba.shape[0], len(self.labels)), dtype=np.float32)
-        full[:, self.clf.classes_] = proba  # a class missing from training keeps probability 0
+        full[:, self.pipeline.classes_] = proba  # a class missing from training keeps probability 0
         return full
 
     def predict(self, texts, batch_size: int = 0) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(1)]
 
     def save(self, path) -> Path:
-        from safetensors.numpy import save_file
+        import skops.io as sio
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        vocab = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}
-        (path / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        save_file({"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.clf.coef_.astype(np.float64),
-                   "intercept": self.clf.intercept_.astype(np.float64), "classes": self.clf.classes_.astype(np.int64)},
-                  str(path / "baseline.safetensors"))
-        os.chmod(path / "baseline.safetensors", 0o644)  # safetensors.numpy writes 0600
-        card = {"kind": self.kind, "labels": self.labels, **self.params}
-        (path / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
+        sio.dump(self.pipeline, path / self.FILE)
+        write_card(path, {"kind": self.kind, "labels": self.labels, **self.params})
         return path
 
     @classmethod
     def load(cls, path, device=None, precision="auto"):
-        from safetensors.numpy import load_file
-        from sklearn.linear_model import LogisticRegression
+        import skops.io as sio
 
         path = Path(path)
-        card = json.loads((path / MODEL_CARD).read_text(encoding="utf-8"))
+        card = read_card(path)
         self = cls(**{k: card[k] for k in ("analyzer", "ngram_min", "ngram_max", "max_features", "C", "class_weighting", "seed")})
-        self.labels = card["labels"]
-        arrays = load_file(str(path / "baseline.safetensors"))
-        vocab = json.loads((path / "vocabulary.json").read_text(encoding="utf-8"))
-        self.vectorizer = self._vectorizer(vocabulary=vocab)
-        self.vectorizer.fit([""])  # validates the fixed vocabulary; idf_ is replaced just below
-        self.vectorizer.idf_ = arrays["idf"]
-        self.clf = LogisticRegression()
-        self.clf.coef_, self.clf.intercept_, self.clf.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
+        file = path / cls.FILE
+        if not file.is_file():
+            old = " (saved by an older version whose safetensors arrays reload transposed: retrain it)" if (path / "baseline.safetensors").exists() else ""
+            raise ModelFileError(f"{path}: no {cls.FILE}{old}")
+        untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in cls.TRUSTED_TYPES]
+        if untrusted:
+            raise ModelFileError(f"{file}: refusing to load types outside the trusted list: {', '.join(untrusted)}")
+        self.pipeline = sio.load(file, trusted=cls.TRUSTED_TYPES)
         return self
+
+
+class ModelFileError(ValueError):
+    """A saved model directory that is incomplete, altered or inconsistent: refused before anything is predicted."""
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 of every file a saved model consists of (the card itself aside)."""
+    from train.hashing import sha256_file
+
+    return {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*")) if f.is_file() and f.name != MODEL_CARD}
+
+
+def write_card(path: Path, card: dict) -> None:
+    """The card is written last and lists every file's digest, so a partial or altered directory is detected on load."""
+    card = {**card, "files": file_digests(path)}
+    (path / MODEL_CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def read_card(path: Path) -> dict:
+    """The card, checked against what the code can run and against the files next to it."""
+    card_path = Path(path) / MODEL_CARD
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{card_path}: unreadable model card: {e}") from e
+    if card.get("kind") not in ("transformer", "baseline"):
+        raise ModelFileError(f"{card_path}: kind {card.get('kind')!r} is not one of transformer, baseline")
+    # The head's outputs are in training order, which is always LABELS: another order here would swap classes.
+    if card.get("labels") != list(LABELS):
+        raise ModelFileError(f"{card_path}: labels {card.get('labels')!r} must be {list(LABELS)!r} in this order")
+    if card["kind"] == "transformer" and card.get("pooling") not in POOLINGS:
+        raise ModelFileError(f"{card_path}: pooling {card.get('pooling')!r} is not one of {', '.join(POOLINGS)}")
+    expected = card.get("files")
+    if expected is not None:  # directories saved before digests were recorded have none to check
+        found = file_digests(Path(path))
+        missing = sorted(set(expected) - set(found))
+        changed = sorted(k for k in expected if k in found and found[k] != expected[k])
+        if missing or changed:
+            what = "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "", f"changed since saved: {', '.join(changed)}" if changed else "") if x)
+            raise ModelFileError(f"{path}: model files do not match the card ({what})")
+    return card
 
 
 def load_stance_model(path, device: str | None = None, precision: str = "auto"):
@@ -329,8 +372,6 @@ def load_stance_model(path, device: str | None = None, precision: str = "auto"):
     card_path = path / MODEL_CARD
     if not card_path.is_file():
         raise FileNotFoundError(f"{path}: not a stance model directory (no {MODEL_CARD})")
-    kind = json.loads(card_path.read_text(encoding="utf-8")).get("kind")
-    cls = {"transformer": TransformerStance, "baseline": BaselineStance}.get(kind)
-    if cls is None:
-        raise ValueError(f"{card_path}: unknown model kind {kind!r}")
+    kind = read_card(path)["kind"]  # validated here once more by the class's own load
+    cls = {"transformer": TransformerStance, "baseline": BaselineStance}[kind]
     return cls.load(path, device=device, precision=precision)

@@ -17,7 +17,7 @@ from train.schema import LABELS
 
 STORE_DIR_ENV = "STANCE_MLRUNS"  # overrides the local store folder (tests use a temp one)
 PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
-PYFUNC_REQUIREMENTS = ["torch", "transformers", "tokenizers", "safetensors", "scikit-learn", "numpy", "pandas", "mlflow"]
+PYFUNC_REQUIREMENTS = ["torch", "transformers", "tokenizers", "safetensors", "scikit-learn", "skops", "numpy", "pandas", "mlflow"]
 
 
 def store_dir() -> Path:
@@ -201,10 +201,30 @@ def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eva
     mlflow.log_figure(fig, f"{prefix}/reliability_diagram.png")
     plt.close(fig)
 
+    log_scored_rows(eval_df, proba, prefix)
     table = predictions_table(eval_df, proba)
     mlflow.log_table(table, f"{prefix}/predictions.json")
     wrong = table[table["gold"] != table["predicted"]].sort_values("confidence", ascending=False)
     mlflow.log_table(wrong, f"{prefix}/misclassified.json")
+
+
+SCORED_FILE = "scored.parquet"
+
+
+def log_scored_rows(eval_df, proba: np.ndarray, prefix: str = "eval") -> None:
+    """The evaluation rows with the exact probabilities the run computed (float32, not rounded): what
+    `stance runs verify` re-scores the logged model on and compares against, even after labeled/ has changed."""
+    import mlflow
+    import pandas as pd
+
+    cols = [c for c in ("id", "text", "language", "speaker_group", "stance") if c in eval_df.columns]
+    table = eval_df[cols].reset_index(drop=True).copy()
+    for i, name in enumerate(LABELS):
+        table[f"prob_{name}"] = np.asarray(proba, dtype=np.float32)[:, i]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / SCORED_FILE
+        table.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), prefix)
 
 
 def predictions_table(eval_df, proba: np.ndarray):
@@ -224,8 +244,23 @@ def predictions_table(eval_df, proba: np.ndarray):
     return table
 
 
-def log_stance_model(model_dir: Path, register_as: str | None, example_texts: list[str]):
-    """Log a saved model directory as an MLflow pyfunc ("models from code": nothing is pickled) and register it."""
+def pinned_requirements() -> list[str]:
+    """The pyfunc's requirements at the exact versions installed now, so the environment that produced a run's
+    numbers is the one `mlflow models serve` or a Spark cluster rebuilds (unpinned names would take today's releases)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in PYFUNC_REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def log_stance_model(model_dir: Path, example_texts: list[str], register_as: str | None = None):
+    """Log a saved model directory as an MLflow pyfunc ("models from code": nothing is pickled). Training registers
+    it only after `stance runs verify` passed (training.verify_and_register)."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -240,7 +275,7 @@ def log_stance_model(model_dir: Path, register_as: str | None, example_texts: li
         python_model=str(PYFUNC_FILE),
         artifacts={"stance_model": str(model_dir)},
         code_paths=[str(Path(__file__).parent)],
-        pip_requirements=PYFUNC_REQUIREMENTS,  # inference of requirements is slow and adds torchvision (stack notes)
+        pip_requirements=pinned_requirements(),  # inference of requirements is slow and adds torchvision (stack notes)
         signature=signature,
         registered_model_name=register_as,
     )

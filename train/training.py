@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -212,6 +214,8 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
     digest = config_digest(cfg)
     if resume and run_id is None:
         run_id = _find_resumable_run(exp_id, digest)
+    if resume:
+        check_resume(cfg, exp_id, digest, run_id)
     run_name = cfg.run_name or default_run_name(cfg)
     out_dir = Path(cfg.output_dir) / cfg.experiment / (run_id or f"{run_name}-{digest}-{int(time.time())}")
 
@@ -242,12 +246,72 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         train_seconds = time.time() - started
         metrics = evaluate_and_log(model, parts["eval"], cfg.train.eval_batch_size)
         mlflow.log_metric("train_seconds", train_seconds)
-        model_dir = out_dir / "model"
-        model.save(model_dir)
-        tracking.log_stance_model(model_dir, cfg.register_as, parts["train"]["text"].tolist())
+        # The model is stored once, in the run's artifacts: saved to a temporary folder, logged, folder removed.
+        with tempfile.TemporaryDirectory(prefix="stance-model-") as tmp:
+            tracking.log_stance_model(model.save(Path(tmp) / "model"), parts["train"]["text"].tolist())
+        del model  # verify loads the logged copy; two models in memory would double the peak for nothing
+        verify_and_register(rid, cfg.register_as, quiet)
         if not quiet:
             print(f"run {rid}: macro_f1={metrics['macro_f1']:.4f} accuracy={metrics['accuracy']:.4f} ({train_seconds:.0f}s)")
+    # Checkpoints exist so that an interrupted run can resume; a finished one needs none of them.
+    shutil.rmtree(out_dir, ignore_errors=True)
     return rid
+
+
+class VerificationFailed(RuntimeError):
+    """The logged model does not reproduce the run's own numbers: it is not registered, and the run fails."""
+
+
+def verify_and_register(run_id: str, register_as: str | None, quiet: bool = False) -> None:
+    """Reload the logged model the way `stance predict` does and check it against the run's numbers; tag the run
+    with the outcome and register the model only when it passed."""
+    import mlflow
+
+    from train.verify import verify
+
+    result = verify(run_id)
+    mlflow.set_tags({"stance.verified": "passed" if result.passed else "failed"})
+    mlflow.log_text(result.table(), "verify.txt")
+    if not quiet or not result.passed:
+        print(result.table(), end="", file=sys.stdout if result.passed else sys.stderr)
+    if not result.passed:
+        raise VerificationFailed(f"the logged model does not reproduce run {run_id}'s numbers (see verify.txt); not registered")
+    if register_as:
+        version = mlflow.register_model(f"runs:/{run_id}/model", register_as)
+        mlflow.set_tag("stance.registered_version", str(version.version))
+
+
+class ResumeError(ValueError):
+    """--resume cannot continue: the run is not this configuration's, or not resumable at all."""
+
+
+def check_resume(cfg: Config, exp_id: str, digest: str, run_id: str | None) -> None:
+    """Refuse to resume a run under a configuration other than the one it was started with: its checkpoint's
+    optimizer state and epochs belong to that configuration, and its logged params would describe another run."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    if run_id is not None:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as e:
+            raise ResumeError(f"--run-id {run_id}: no such run ({e.message})") from e
+        if run.info.experiment_id != exp_id:
+            raise ResumeError(f"--run-id {run_id}: that run is in another experiment than '{cfg.experiment}'")
+        if run.info.status == "FINISHED":
+            raise ResumeError(f"--run-id {run_id}: that run finished; there is nothing to resume")
+        candidates = [run]
+    else:  # no interrupted run of this configuration: was there one of an edited configuration?
+        recent = client.search_runs([exp_id], order_by=["attributes.start_time DESC"], max_results=50)
+        candidates = [r for r in recent if r.info.status in ("FAILED", "KILLED")][:1]
+    for run in candidates:
+        if run.data.tags.get("stance.config_digest", digest) != digest:
+            now = {k: v[:500] for k, v in flat_params(cfg).items() if k != "run_name"}
+            changed = [f"{k}: {run.data.params.get(k, '(unset)')} -> {v}" for k, v in now.items() if run.data.params.get(k, v) != v]
+            raise ResumeError(f"--resume: the configuration changed since run {run.info.run_id} was interrupted "
+                              f"({'; '.join(changed) or 'config digest differs'}); resume with the original settings, "
+                              f"or train anew without --resume")
 
 
 def _seed_everything(seed: int) -> None:
@@ -299,13 +363,11 @@ def evaluate_and_log(model, eval_df, batch_size: int = 64) -> dict:
     import mlflow
 
     from train import tracking
-    from train.metrics import bootstrap_macro_f1, compute_metrics
+    from train.metrics import evaluation_metrics
 
     proba = model.predict_proba(eval_df["text"].tolist(), batch_size=batch_size)
     y = eval_df["stance"].map(LABELS.index).to_numpy()
-    metrics = compute_metrics(y, proba, eval_df["language"].tolist())
-    lo, hi = bootstrap_macro_f1(y, proba.argmax(1))
-    metrics.update({"macro_f1_ci_low": lo, "macro_f1_ci_high": hi})
+    metrics = evaluation_metrics(y, proba, eval_df["language"].tolist())
     mlflow.log_metrics(metrics)
     tracking.log_evaluation(eval_df, proba, metrics)
     return metrics
