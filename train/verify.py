@@ -103,9 +103,9 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
     except MlflowException as e:
         raise VerifyError(f"run {run_id} not found in {mlflow.get_tracking_uri()}: {e.message}") from e
     result = VerifyResult(run_id, uri)
-    approximate = backend == "onnx" and int8
     with tempfile.TemporaryDirectory(prefix="stance-verify-") as tmp:
         model, *_ = load_for_predict(uri, Path(tmp) / "model", device, precision, 0, "onnx" if int8 else backend, int8)
+        approximate = int8 and model.kind == "transformer"  # --int8 implies the ONNX backend (as in stance predict); the baseline ignores it
         for folder, prefix in EVAL_PREFIXES.items():
             try:
                 local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{folder}/{SCORED_FILE}", dst_path=tmp)

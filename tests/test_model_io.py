@@ -1,0 +1,110 @@
+"""Save -> load round trips give the probabilities of the model that was saved, for the baseline and for every pooling,
+and a saved directory that was altered (labels reordered, unknown pooling, changed or missing files) is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_rows
+from train.model import MODEL_CARD, BaselineStance, ModelFileError, TransformerStance, load_stance_model
+
+ROWS = make_rows()
+TEXTS = [r["text"] for r in ROWS]
+LABELS_ = [r["stance"] for r in ROWS]
+PROBE = TEXTS[::7] + ["we hope for dialogue", "strike them hard now", "unknown words only xyz"]
+
+
+@pytest.fixture(scope="module")
+def fitted_baseline():
+    return BaselineStance().fit(TEXTS, LABELS_)
+
+
+def test_baseline_round_trip_is_exact(fitted_baseline, tmp_path):
+    # The case that broke: LogisticRegression stores coef_ Fortran-ordered, and safetensors.numpy 0.8 wrote such
+    # arrays' memory as if C-ordered (issue #825), so the reloaded model multiplied by a scrambled matrix.
+    assert fitted_baseline.pipeline[-1].coef_.flags.f_contiguous and not fitted_baseline.pipeline[-1].coef_.flags.c_contiguous
+    before = fitted_baseline.predict_proba(PROBE)
+    loaded = load_stance_model(fitted_baseline.save(tmp_path / "b"))
+    assert isinstance(loaded, BaselineStance)
+    np.testing.assert_array_equal(loaded.predict_proba(PROBE), before)
+    np.testing.assert_array_equal(loaded.pipeline[-1].coef_, fitted_baseline.pipeline[-1].coef_)
+
+
+def test_baseline_refuses_the_old_safetensors_format(fitted_baseline, tmp_path):
+    path = fitted_baseline.save(tmp_path / "b")
+    (path / BaselineStance.FILE).rename(path / "baseline.safetensors")
+    card = json.loads((path / MODEL_CARD).read_text())
+    card.pop("files")
+    (path / MODEL_CARD).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="older version.*retrain"):
+        load_stance_model(path)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "auto"])
+def test_transformer_round_trip_is_exact(pooling, tiny_model_dir, tmp_path):
+    import torch
+
+    torch.manual_seed(1)
+    model = TransformerStance(str(tiny_model_dir), pooling=pooling, max_length=16).build()
+    with torch.no_grad():  # a head that is not all-zero/near-uniform, so a wrong reload would show
+        for p in model.module.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    before = model.to("cpu", "fp32").predict_proba(PROBE)
+    assert np.abs(before - 1 / 3).max() > 0.05
+    loaded = load_stance_model(model.save(tmp_path / "m"), device="cpu", precision="fp32")
+    assert loaded.pooling == pooling
+    np.testing.assert_allclose(loaded.predict_proba(PROBE), before, atol=1e-6, rtol=0)
+
+
+def _edit_card(path, **changes):
+    card = json.loads((path / MODEL_CARD).read_text())
+    card.update(changes)
+    (path / MODEL_CARD).write_text(json.dumps(card))
+
+
+def test_altered_directories_are_refused(fitted_baseline, tiny_model_dir, tmp_path):
+    base = fitted_baseline.save(tmp_path / "base")
+    cases = {}
+    for name, edit in {
+        "labels": lambda p: _edit_card(p, labels=["hostile", "neutral", "conciliatory"]),
+        "kind": lambda p: _edit_card(p, kind="svm"),
+        "changed": lambda p: (p / BaselineStance.FILE).write_bytes((p / BaselineStance.FILE).read_bytes()[:-10] + b"0" * 10),
+        "missing": lambda p: (p / BaselineStance.FILE).unlink(),
+    }.items():
+        path = tmp_path / name
+        shutil.copytree(base, path)
+        edit(path)
+        with pytest.raises(ModelFileError) as e:
+            load_stance_model(path)
+        cases[name] = str(e.value)
+    assert "must be ['conciliatory', 'neutral', 'hostile'] in this order" in cases["labels"]
+    assert "'svm' is not one of" in cases["kind"]
+    assert "changed since saved: baseline.skops" in cases["changed"]
+    assert "missing baseline.skops" in cases["missing"]
+
+    tdir = TransformerStance(str(tiny_model_dir), max_length=16).build().save(tmp_path / "t")
+    _edit_card(tdir, pooling="maen")
+    with pytest.raises(ModelFileError, match="pooling 'maen' is not one of mean, cls, auto"):
+        load_stance_model(tdir)
+    with pytest.raises(ValueError, match="pooling 'maen'"):
+        TransformerStance(str(tiny_model_dir), pooling="maen")
+
+
+def test_mlmodel_artifact_path_cannot_leave_the_model_directory(fitted_baseline, tmp_path):
+    import yaml
+
+    from train.cli_predict import stance_dir_in
+    from train.inference import InferenceError
+
+    outside = fitted_baseline.save(tmp_path / "outside")
+    for rel in ("../outside", str(outside)):
+        mdir = tmp_path / "mlmodel"
+        shutil.rmtree(mdir, ignore_errors=True)
+        mdir.mkdir()
+        (mdir / "MLmodel").write_text(yaml.safe_dump({"flavors": {"python_function": {"artifacts": {"stance_model": {"path": rel}}}}}))
+        with pytest.raises(InferenceError, match="leads outside the model directory"):
+            stance_dir_in(mdir)
