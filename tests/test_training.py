@@ -97,6 +97,7 @@ def test_transformer_run_logs_everything(tiny_corpus, tiny_model_dir, mlflow_sto
                 *[f"macro_f1_lang_{lang}" for lang in ("en", "ru", "tr")]]:
         assert key in m, key
     assert p["train.lr"] == "0.001" and p["model.pooling"] == "mean" and int(p["n_train"]) > 0
+    assert t["train.compute_dtype"] == "float32"  # CPU: fp32, read off the encoder's outputs during training
     assert t["model_family"] and t["languages"] == "en,ru,tr" and t["git.commit"] and t["git.dirty"] in ("true", "false", "unknown")
     epochs = [h.step for h in c.get_metric_history(rid, "val_macro_f1")]
     assert epochs == [1, 2]
@@ -231,3 +232,6 @@ def test_gpu_bf16_training_run(tiny_corpus, tiny_model_dir, mlflow_store):
     run = client().get_run(rid)
     assert run.data.tags["device"] == "cuda" and run.info.status == "FINISHED"
     assert run.data.params["train.precision"] == "auto"
+    # not only configured: the encoder's outputs during training were bf16 (read off a forward hook)
+    assert run.data.tags["train.compute_dtype"] == ("bfloat16" if torch.cuda.is_bf16_supported() else "float32")
+    assert run.data.tags["stance.verified"] == "passed"

@@ -258,6 +258,15 @@ def pinned_requirements() -> list[str]:
     return out
 
 
+def installed_packages() -> str:
+    """Every installed distribution at its version, in requirements format: logged with each run so the environment
+    that produced its numbers can be rebuilt (`pip install -r`), beside the pins of .ci/constraints.txt."""
+    from importlib.metadata import distributions
+
+    names = {(d.metadata["Name"] or "").lower(): d.version for d in distributions() if d.metadata["Name"]}
+    return "".join(f"{n}=={v}\n" for n, v in sorted(names.items()))
+
+
 def log_stance_model(model_dir: Path, example_texts: list[str], register_as: str | None = None):
     """Log a saved model directory as an MLflow pyfunc ("models from code": nothing is pickled). Training registers
     it only after `stance runs verify` passed (training.verify_and_register)."""

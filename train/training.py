@@ -160,7 +160,15 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
                       data_collator=DataCollatorWithPadding(model.tokenizer, pad_to_multiple_of=8),
                       compute_metrics=metrics_fn if eval_ds is not None else None, callbacks=cbs,
                       optimizers=(optimizer, scheduler))
-    trainer.train(resume_from_checkpoint=bool(resume) and _has_checkpoint(output_dir))
+    # What the encoder actually computed in (autocast decides, not the config): read off its first training output.
+    seen = []
+    hook = model.module.backbone.register_forward_hook(
+        lambda mod, args, out: seen.append(str(next(v for v in out.values() if torch.is_tensor(v)).dtype).removeprefix("torch.")) if not seen else None)
+    try:
+        trainer.train(resume_from_checkpoint=bool(resume) and _has_checkpoint(output_dir))
+    finally:
+        hook.remove()
+    model.train_compute_dtype = seen[0] if seen else "unknown"
     model.device, model.dtype = device, dtype
     model.module.eval()
     return model
@@ -244,6 +252,8 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
                       train_cfg=cfg.train, output_dir=out_dir, callbacks=[mlflow_epoch_logger()], resume=resume,
                       eval_groups=val["language"].tolist() if len(val) else None)
         train_seconds = time.time() - started
+        if getattr(model, "train_compute_dtype", None):
+            mlflow.set_tag("train.compute_dtype", model.train_compute_dtype)
         metrics = evaluate_and_log(model, parts["eval"], cfg.train.eval_batch_size)
         mlflow.log_metric("train_seconds", train_seconds)
         # The model is stored once, in the run's artifacts: saved to a temporary folder, logged, folder removed.
@@ -353,6 +363,7 @@ def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
     params.update({"n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"]), "threads": threads})
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
     mlflow.log_dict(to_dict(cfg), "config/resolved_config.json")
+    mlflow.log_text(tracking.installed_packages(), "environment/requirements.txt")
     source = ",".join(cfg.data.paths)
     for name in ("train", "val", "eval"):
         if len(parts[name]):

@@ -84,7 +84,7 @@ def resolve_spec(spec: str) -> tuple[str, str]:
 
 
 def verify(spec: str, device: str = "auto", precision: str = "auto", backend: str = "torch", int8: bool = False,
-           batch_size: int = 64) -> VerifyResult:
+           batch_size: int = 0) -> VerifyResult:
     import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
@@ -99,9 +99,12 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
     run_id, uri = resolve_spec(spec)
     client = MlflowClient()
     try:
-        logged = client.get_run(run_id).data.metrics
+        run = client.get_run(run_id)
     except MlflowException as e:
         raise VerifyError(f"run {run_id} not found in {mlflow.get_tracking_uri()}: {e.message}") from e
+    logged = run.data.metrics
+    # the run's own batch size: in bf16 on a GPU, another batch composition moves probabilities by more than PROB_TOL
+    batch_size = batch_size or int(run.data.params.get("train.eval_batch_size", 64))
     result = VerifyResult(run_id, uri)
     with tempfile.TemporaryDirectory(prefix="stance-verify-") as tmp:
         model, *_ = load_for_predict(uri, Path(tmp) / "model", device, precision, 0, "onnx" if int8 else backend, int8)
