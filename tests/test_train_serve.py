@@ -284,3 +284,32 @@ def test_resume_after_the_config_changed_is_refused(tiny_corpus, tiny_model_dir,
             run_training(new, resume=True, run_id=run_id, quiet=True)
     runs = mlflow.tracking.MlflowClient().search_runs([tracking.get_experiment_id("test-exp")])
     assert len(runs) == 1  # nothing was started
+
+
+# -- extra evaluation files (real statements) ------------------------------------------------------------------------
+
+def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny_model_dir, mlflow_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from train.data import DataError
+    from train.training import run_training
+
+    rows = [dict(r, id="real-" + r["id"], source="imported", split="test") for r in make_rows(n_per_cell=4, seed=7)]
+    real = write_jsonl(tmp_path / "real_dev.jsonl", rows)
+    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null") + ["model.kind=baseline", f"data.eval_files=[{real}]"])
+    rid = run_training(cfg, quiet=True)
+    run = MlflowClient().get_run(rid)
+    m = run.data.metrics
+    assert {"real_dev/macro_f1", "real_dev/ece", "real_dev/macro_f1_ci_low", "real_dev/f1_hostile", "real_dev/macro_f1_lang_ru"} <= set(m)
+    arts = {a.path for a in MlflowClient().list_artifacts(rid, "real_dev")}
+    assert {"real_dev/confusion_matrix.png", "real_dev/scored.parquet", "real_dev/reliability_diagram.png"} <= arts
+    logged = pd.read_parquet(__import__("mlflow").artifacts.download_artifacts(run_id=rid, artifact_path="real_dev/scored.parquet"))
+    assert len(logged) == len(rows) and logged["id"].tolist() == [r["id"] for r in rows]
+    result = cli("runs", "verify", rid)
+    assert result.exit_code == 0 and "real_dev: max |prob diff|" in result.output and "real_dev/macro_f1" in result.output, result.output
+
+    leaked = write_jsonl(tmp_path / "leak.jsonl", make_rows()[:5])  # rows of the training corpus itself
+    for path, message in ((leaked, "also training rows"), (tmp_path / "missing.jsonl", "no such file")):
+        bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + ["model.kind=baseline", f"data.eval_files=[{path}]"])
+        with pytest.raises(DataError, match=message):
+            run_training(bad, quiet=True)

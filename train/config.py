@@ -33,6 +33,9 @@ class DataConfig:
     # Held-out evaluation: every row of these languages / speaker groups leaves train and val and forms the eval set.
     holdout_languages: list[str] = field(default_factory=list)
     holdout_speaker_groups: list[str] = field(default_factory=list)
+    # Extra evaluation sets (corpus-schema files, e.g. real statements): each is scored by the final model and logged
+    # beside the eval split, its metrics named `<file stem>/macro_f1` etc. and its plots in the `<file stem>/` folder.
+    eval_files: list[str] = field(default_factory=list)
 
 
 @dataclass

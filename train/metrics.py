@@ -72,3 +72,9 @@ def evaluation_metrics(y_true, proba, languages=None) -> dict[str, float]:
     out = compute_metrics(y_true, proba, languages)
     out["macro_f1_ci_low"], out["macro_f1_ci_high"] = bootstrap_macro_f1(y_true, proba.argmax(1))
     return out
+
+
+def metric_key(eval_set: str, name: str) -> str:
+    """The name under which a run logs metric `name` of evaluation set `eval_set` ("" or "eval": the eval split;
+    an extra evaluation file: `<its name>/<metric>`, which the MLflow UI groups into one section)."""
+    return name if eval_set in ("", "eval") else f"{eval_set}/{name}"

@@ -216,6 +216,7 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
 
     threads = set_threads(cfg.train.threads)
     df, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
+    extra_sets = load_eval_files(cfg, parts["train"])
     tracking.setup_tracking()
     exp_id = tracking.get_experiment_id(cfg.experiment)
     tracking.reconcile_stale_runs(exp_id)
@@ -255,6 +256,12 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         if getattr(model, "train_compute_dtype", None):
             mlflow.set_tag("train.compute_dtype", model.train_compute_dtype)
         metrics = evaluate_and_log(model, parts["eval"], cfg.train.eval_batch_size)
+        for name, eval_df in extra_sets.items():
+            extra = evaluate_and_log(model, eval_df, cfg.train.eval_batch_size, prefix=name)
+            if not quiet:
+                print(f"{name} ({len(eval_df)} rows): macro_f1={extra['macro_f1']:.4f} "
+                      f"({extra['macro_f1_ci_low']:.3f}-{extra['macro_f1_ci_high']:.3f}) ece={extra['ece']:.3f}")
+        mlflow.set_tag("stance.eval_sets", ",".join(["eval", *extra_sets]))
         mlflow.log_metric("train_seconds", train_seconds)
         # The model is stored once, in the run's artifacts: saved to a temporary folder, logged, folder removed.
         with tempfile.TemporaryDirectory(prefix="stance-model-") as tmp:
@@ -370,15 +377,38 @@ def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
             tracking.log_dataset(parts[name], name, source)
 
 
-def evaluate_and_log(model, eval_df, batch_size: int = 64) -> dict:
+def evaluate_and_log(model, eval_df, batch_size: int = 64, prefix: str = "") -> dict:
+    """Score an evaluation set and log its metrics and artifacts: the eval split unprefixed (metrics `macro_f1`,
+    artifacts in `eval/`), an extra set under its name (metrics `<name>/macro_f1`, artifacts in `<name>/`)."""
     import mlflow
 
     from train import tracking
-    from train.metrics import evaluation_metrics
+    from train.metrics import evaluation_metrics, metric_key
 
     proba = model.predict_proba(eval_df["text"].tolist(), batch_size=batch_size)
     y = eval_df["stance"].map(LABELS.index).to_numpy()
     metrics = evaluation_metrics(y, proba, eval_df["language"].tolist())
-    mlflow.log_metrics(metrics)
-    tracking.log_evaluation(eval_df, proba, metrics)
+    mlflow.log_metrics({metric_key(prefix, k): v for k, v in metrics.items()})
+    tracking.log_evaluation(eval_df, proba, metrics, prefix=prefix or "eval")
     return metrics
+
+
+def load_eval_files(cfg: Config, train_df) -> dict:
+    """The config's extra evaluation sets, validated like labeled/ (before any run exists), keyed by file stem."""
+    import re
+
+    from train.data import DataError, Problem, load_statements
+
+    sets = {}
+    for path in cfg.data.eval_files:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)
+        if name in sets or name == "eval":
+            raise DataError([Problem(path, None, "data.eval_files", f"two evaluation sets would be named {name!r}: rename one file")])
+        if not Path(path).exists():
+            raise DataError([Problem(path, None, "data.eval_files", "no such file or directory")])
+        df = load_statements([path])
+        leaked = sorted(set(df["id"]) & set(train_df["id"]))
+        if leaked:
+            raise DataError([Problem(path, None, "id", f"{len(leaked)} rows are also training rows (e.g. {leaked[0]}): an evaluation set must be unseen")])
+        sets[name] = df.reset_index(drop=True)
+    return sets

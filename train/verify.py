@@ -25,7 +25,6 @@ PROB_TOL = 1e-5  # float32 arithmetic in another batch composition differs by ~1
 METRIC_TOL = 1e-4  # metrics from probabilities within PROB_TOL: only ECE moves, by about that much at most
 INT8_TOLERANCE = {"agreement": 0.90, "macro_f1_drop": 0.03}  # measured on the default model: 0.960 and 0.013
 HEADLINE = ("macro_f1", "accuracy", "ece", "macro_f1_ci_low", "macro_f1_ci_high")  # one table row each
-EVAL_PREFIXES = {"eval": ""}  # artifact folder of scored rows -> prefix of its metrics in the run
 
 
 class VerifyError(Exception):
@@ -92,7 +91,7 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
 
     from train.cli_predict import load_for_predict
     from train.inference import PRED_COLUMNS, predict_values
-    from train.metrics import evaluation_metrics
+    from train.metrics import evaluation_metrics, metric_key
     from train.tracking import SCORED_FILE, setup_tracking
 
     setup_tracking()
@@ -109,7 +108,8 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
     with tempfile.TemporaryDirectory(prefix="stance-verify-") as tmp:
         model, *_ = load_for_predict(uri, Path(tmp) / "model", device, precision, 0, "onnx" if int8 else backend, int8)
         approximate = int8 and model.kind == "transformer"  # --int8 implies the ONNX backend (as in stance predict); the baseline ignores it
-        for folder, prefix in EVAL_PREFIXES.items():
+        eval_sets = run.data.tags.get("stance.eval_sets", "eval").split(",")
+        for folder in eval_sets:
             try:
                 local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{folder}/{SCORED_FILE}", dst_path=tmp)
             except (MlflowException, OSError) as e:
@@ -120,7 +120,7 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
             out = predict_values(model, rows["text"].tolist(), batch_size=batch_size)
             refused = out["pred_error"].astype(bool)
             got = out[PRED_COLUMNS[2:]].to_numpy(np.float64)
-            tag = f"{folder}: " if len(EVAL_PREFIXES) > 1 else ""
+            tag = f"{folder}: " if len(eval_sets) > 1 else ""
             result.checks.append(Check(f"{tag}rows scored", f"{int((~refused).sum())}/{len(rows)}", f"{len(rows)}/{len(rows)}", not refused.any()))
             if refused.any():
                 continue
@@ -129,7 +129,7 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
             y = rows["stance"].map(LABELS.index).to_numpy()
             again = evaluation_metrics(y, got, rows["language"].tolist())
             if approximate:
-                drop = logged.get(f"{prefix}macro_f1", float("nan")) - again["macro_f1"]
+                drop = logged.get(metric_key(folder, "macro_f1"), float("nan")) - again["macro_f1"]
                 result.checks += [
                     Check(f"{tag}argmax agreement (int8)", f"{agreement:.3f}", f">= {INT8_TOLERANCE['agreement']}", agreement >= INT8_TOLERANCE["agreement"]),
                     Check(f"{tag}macro_f1 drop (int8)", f"{drop:+.4f}", f"<= {INT8_TOLERANCE['macro_f1_drop']}", drop <= INT8_TOLERANCE["macro_f1_drop"]),
@@ -140,11 +140,11 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
                               Check(f"{tag}argmax agreement", f"{agreement:.4f}", "1.0000", agreement == 1.0)]
             rest = {}
             for name, value in again.items():
-                key = prefix + name
+                key = metric_key(folder, name)
                 delta = abs(value - logged[key]) if key in logged else float("inf")
                 if name in HEADLINE:
                     shown = f"{logged[key]:.6f}" if key in logged else "(not logged)"
-                    result.checks.append(Check(f"{tag}{key}", f"{value:.6f}", shown, delta <= METRIC_TOL))
+                    result.checks.append(Check(key, f"{value:.6f}", shown, delta <= METRIC_TOL))
                 else:
                     rest[key] = delta
             bad = [k for k, d in rest.items() if d > METRIC_TOL]
@@ -152,5 +152,5 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
             result.checks.append(Check(f"{tag}{len(rest)} per-class/per-language metrics", "max |diff| " + (f"{worst:.1e}" if worst < float("inf") else "inf"),
                                        f"<= {METRIC_TOL:g}", not bad))
             for k in bad[:10]:
-                result.checks.append(Check(f"{tag}{k}", "differs" if rest[k] < float("inf") else "not logged", "", False))
+                result.checks.append(Check(k, "differs" if rest[k] < float("inf") else "not logged", "", False))
     return result
