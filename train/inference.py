@@ -622,9 +622,10 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
     if in_fmt != "csv" and codecs.lookup(_text_encoding(encoding)).name not in ("utf-8", "utf-8-sig"):
         raise InferenceError(f"--encoding applies to CSV input only ({input_path.name}: {'JSON Lines are always UTF-8' if in_fmt == 'jsonl' else 'Parquet is binary'})")
     columns = input_columns(input_path, in_fmt, encoding)
+    if not columns:
+        raise InferenceError(f"{input_path}: empty file (no records, no columns): nothing to predict")
     if text_column not in columns:
-        empty = " (the file holds no records)" if not columns else ""
-        raise InferenceError(f"{input_path}: no column {text_column!r}{empty}; available columns: {', '.join(map(str, columns)) or '(none)'}"
+        raise InferenceError(f"{input_path}: no column {text_column!r}; available columns: {', '.join(map(str, columns))}"
                              " (choose one with --text-column)")
     has_language = any(c in columns for c in LANGUAGE_COLUMNS)
     detect = (not has_language) if detect_language is None else detect_language
