@@ -148,3 +148,30 @@ def test_lone_surrogate_row_keeps_its_values_as_escape_text(baseline_dir, tmp_pa
     assert run("predict", "-m", baseline_dir, "-i", src, "-o", out_path, "--no-detect-language").exit_code == 0
     (row,) = [json.loads(line) for line in out_path.read_text(encoding="utf-8").splitlines()]
     assert row["text"] == "peace \\ud83d and dialogue" and row["n"] == 1790000000000000123 and row["pred_stance"] is None
+
+
+def test_a_file_unreadable_past_its_start_exits_2_and_leaves_nothing(baseline_dir, tmp_path, monkeypatch):
+    import train.inference as inference
+
+    rows = [{**r, "notes": "n" * 300 if i == 9 else ""} for i, r in enumerate(ROWS)]  # row 9: a field past the limit below
+    src = tmp_path / "in.csv"
+    src.write_text(csv_text(rows), encoding="utf-8")
+    real = inference._csv_reader
+
+    def small_limit(fh):  # stands for a field over the real 64 MiB limit: found after two chunks are written
+        reader = real(fh)
+        csv.field_size_limit(200)
+        return reader
+
+    monkeypatch.setattr(inference, "_csv_reader", small_limit)
+    limit = csv.field_size_limit()
+    try:
+        result = run("predict", "-m", baseline_dir, "-i", src, "-o", tmp_path / "out.csv", "--chunk-size", 4, "--no-detect-language")
+    finally:
+        csv.field_size_limit(limit)
+    assert result.exit_code == 2 and "in.csv: line 11: unreadable CSV" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    jsonl_in = tmp_path / "in.jsonl"
+    jsonl_in.write_bytes(b"\n".join(jsonl()))
+    wrong = run("predict", "-m", baseline_dir, "-i", jsonl_in, "-o", tmp_path / "out.csv", "--encoding", "latin-1")
+    assert wrong.exit_code == 2 and "--encoding applies to CSV input only" in wrong.output

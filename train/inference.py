@@ -6,7 +6,10 @@ included: the CLI, the pyfunc, the model server and the Spark UDF all go through
 `predict_file` streams a CSV / JSONL / Parquet file in fixed-size chunks (memory is bounded by the chunk size, not the
 file size). Each finished chunk is written atomically as a numbered Parquet part in `<output>.parts/` next to a
 manifest, so a run killed at any point (even SIGKILL) resumes without recomputing finished chunks; at the end the parts
-are joined into the output (temp file + os.replace) and the work directory is removed.
+are joined into the output (temp file + os.replace) and the work directory is removed. The work directory belongs to
+one process at a time (an flock), and parts are resumed only for the same input content, model and options.
+
+What is kept with a reason, what is refused and the exit codes: docs/input-contract.md.
 """
 
 from __future__ import annotations
@@ -611,8 +614,6 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
     every chunk. `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
     parts are only resumed under the same input content, model and options.
     """
-    import pyarrow.parquet as pq
-
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise InferenceError(f"{input_path}: input file not found")
@@ -620,7 +621,8 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
     if chunk_rows < 1 or batch_size < 1:
         raise InferenceError("--chunk-size and --batch-size must be positive")
     if in_fmt != "csv" and codecs.lookup(_text_encoding(encoding)).name not in ("utf-8", "utf-8-sig"):
-        raise InferenceError(f"--encoding applies to CSV input only ({input_path.name}: {'JSON Lines are always UTF-8' if in_fmt == 'jsonl' else 'Parquet is binary'})")
+        why = "JSON Lines are always UTF-8" if in_fmt == "jsonl" else "Parquet is binary"
+        raise InferenceError(f"--encoding applies to CSV input only ({input_path.name}: {why})")
     columns = input_columns(input_path, in_fmt, encoding)
     if not columns:
         raise InferenceError(f"{input_path}: empty file (no records, no columns): nothing to predict")
