@@ -160,16 +160,20 @@ def test_resume_after_sigkill_reuses_finished_chunks(stance_dir, tmp_path):
     parts = tmp_path / "out.csv.parts"
     cmd = [sys.executable, "-m", "train.cli", "predict", "-m", str(stance_dir), "-i", str(src), "-o", str(out_path), "--chunk-size", "5",
            "--no-detect-language"]
-    env = {**os.environ, "STANCE_PREDICT_CHUNK_DELAY": "0.4"}
+    env = {**os.environ, "STANCE_PREDICT_CHUNK_DELAY": "1.0"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while len(list(parts.glob("part-*.parquet"))) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    # another process on the same output is refused at once, even with --overwrite, and told who holds it
+    clash = predict("-m", stance_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite")
+    assert clash.exit_code == 2 and f"pid {proc.pid} " in clash.output and str(out_path) in clash.output, clash.output
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list(parts.glob("part-*.parquet")))
     assert 2 <= done < 8 and not out_path.exists()
 
+    # the killed run's lock is not stale: the kernel released it with the process
     again = predict("-m", stance_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language")
     assert again.exit_code == 2 and "--resume" in again.output and "--overwrite" in again.output
     changed = predict("-m", stance_dir, "-i", src, "-o", out_path, "--chunk-size", 7, "--resume", "--no-detect-language")
