@@ -316,20 +316,16 @@ def jsonl_records(path: Path):
                 yield lineno, *parse_json_line(raw)
 
 
-# pandas would turn an integer column holding one null into float64 (1790000000000000123 -> 1.79e+18): nullable dtypes
-_NULLABLE = None
-
-
 def to_pandas(table):
-    global _NULLABLE
+    """An Arrow table as pandas with nullable integer and boolean dtypes: plain to_pandas() turns an integer column
+    holding one null into float64 (tweet id 1790000000000000123 -> 1.79e+18)."""
     import pandas as pd
     import pyarrow as pa
 
-    if _NULLABLE is None:
-        _NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-                     pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
-                     pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype()}
-    return table.to_pandas(types_mapper=_NULLABLE.get)
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+                pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=nullable.get)
 
 
 def _records_frame(recs: list[dict]):
@@ -533,7 +529,7 @@ class WorkLock:
     def __init__(self, output: Path):
         import fcntl
 
-        self.output, self.work = output, parts_dir_for(output)
+        self.work = parts_dir_for(output)
         while True:
             try:
                 self.work.mkdir(parents=True, exist_ok=True)
