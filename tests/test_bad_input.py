@@ -69,8 +69,11 @@ CASES = {
     "lone surrogate escape in JSONL": ("in.jsonl", lambda: with_line(4, jsonl()[4].replace(b'"text": "', b'"text": "\\ud83d ', 1)),
                                        (12, {4: "line 5: lone surrogate (half an emoji) in text"}),
                                        (1, "in.jsonl:5: field 'text': lone surrogate \\ud83d")),
-    "deeply nested JSONL line": ("in.jsonl", lambda: with_line(6, b"[" * 100000), (12, {6: "line 7: invalid JSON (nested too deeply)"}),
+    "deeply nested JSONL line": ("in.jsonl", lambda: with_line(6, b"[" * 100000), (12, {6: "line 7: invalid JSON (nested too deeply"}),
                                  (1, "in.jsonl:7: malformed JSON: nested too deeply")),
+    "JSONL line nested 500 levels (valid JSON)": ("in.jsonl", lambda: with_line(5, jsonl()[5].replace(b'"notes": ""', b'"notes": "", "thread": ' + b"[" * 500 + b"]" * 500)),
+                                                  (12, {5: "line 6: invalid JSON (nested too deeply: over 64 levels)"}),
+                                                  (1, "in.jsonl:6: field 'thread': unknown field")),
     "UTF-8 BOM before JSONL": ("in.jsonl", lambda: b"\xef\xbb\xbf" + b"\n".join(jsonl()) + b"\n", (12, {}), (0, "12 rows in 1 file(s): 0 error(s)")),
     "UTF-16 JSONL": ("in.jsonl", lambda: "\n".join(json.dumps(r) for r in ROWS).encode("utf-16"), (2, "JSON Lines must be UTF-8"),
                      (1, "a UTF-16 file")),
@@ -139,6 +142,16 @@ def test_encoding_option_reads_what_utf8_refused(encoding, baseline_dir, tmp_pat
     assert [r["text"] for r in out] == [r["text"] for r in FRENCH] and all(r["pred_error"] == "" for r in out)
     wrong = run("predict", "-m", baseline_dir, "-i", src, "-o", tmp_path / "x.jsonl", "--encoding", "no-such-codec")
     assert wrong.exit_code == 2 and "unknown encoding 'no-such-codec'" in wrong.output
+
+
+def test_nested_values_come_out_as_json_in_csv(baseline_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "we hope for dialogue", "tags": ["a", "b"], "user": {"id": 1790000000000000123}}) + "\n")
+    out_path = tmp_path / "out.csv"
+    assert run("predict", "-m", baseline_dir, "-i", src, "-o", out_path, "--no-detect-language").exit_code == 0
+    with open(out_path, newline="", encoding="utf-8") as fh:
+        (row,) = csv.DictReader(fh)
+    assert json.loads(row["tags"]) == ["a", "b"] and json.loads(row["user"]) == {"id": 1790000000000000123}
 
 
 def test_lone_surrogate_row_keeps_its_values_as_escape_text(baseline_dir, tmp_path):

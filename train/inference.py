@@ -280,6 +280,18 @@ def _escape_surrogates(v):
     return v
 
 
+MAX_JSON_DEPTH = 64  # Parquet parts cannot hold values nested past ~100 levels; real records are a few levels deep
+
+
+def _deeper_than(value, limit: int) -> bool:
+    level = [value]  # breadth first: no recursion, whatever the depth
+    for _ in range(limit):
+        level = [x for v in level for x in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())]
+        if not level:
+            return False
+    return True
+
+
 def parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
     """(record, problem) for one JSONL line. A row whose bytes are not UTF-8 or that holds a lone surrogate keeps its
     other values (bad bytes become U+FFFD, surrogates their escape text) but carries the problem, so it is not scored."""
@@ -292,11 +304,13 @@ def parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
     try:
         rec = json.loads(text)
     except RecursionError:
-        return None, "invalid JSON (nested too deeply)"
+        return None, f"invalid JSON (nested too deeply: over {MAX_JSON_DEPTH} levels)"
     except ValueError as e:
         return None, problem or f"invalid JSON ({e})"
     if not isinstance(rec, dict):
         return None, problem or "not a JSON object"
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(rec, MAX_JSON_DEPTH):
+        return None, f"invalid JSON (nested too deeply: over {MAX_JSON_DEPTH} levels)"
     if b"\\u" in raw and (fixed := _escape_surrogates(rec)) != rec:
         fields = [k for k in rec if _escape_surrogates(rec[k]) != rec[k]] or ["(a key)"]
         return fixed, problem or f"lone surrogate (half an emoji) in {', '.join(map(str, fields))}; not valid Unicode, not scored"
@@ -466,6 +480,16 @@ def _conform(table, schema):
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def _nested_as_json(table):
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, f.name, pa.array(values, pa.string()))
+    return table
+
+
 def join_parts(parts: list[Path], output: Path, fmt: str) -> None:
     """Concatenate the part files into `output` (temp file + os.replace), one part in memory at a time."""
     import pyarrow.parquet as pq
@@ -481,7 +505,10 @@ def join_parts(parts: list[Path], output: Path, fmt: str) -> None:
             columns = list(_unified_schema(pq.read_schema(p) for p in parts).names)
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 for k, p in enumerate(parts):
-                    df = to_pandas(pq.read_table(p)).reindex(columns=columns)
+                    table = pq.read_table(p)
+                    if fmt == "csv":  # lists and structs as JSON text, not numpy reprs like "[array([1])]"
+                        table = _nested_as_json(table)
+                    df = to_pandas(table).reindex(columns=columns)
                     if fmt == "csv":
                         df.to_csv(fh, index=False, header=k == 0)
                     else:
