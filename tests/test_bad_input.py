@@ -49,11 +49,21 @@ def with_line(index: int, line: bytes) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def duplicate_columns() -> bytes:
+def parquet_bytes(table) -> bytes:
     sink = pa.BufferOutputStream()
-    table = pa.Table.from_arrays([pa.array(["a", "b"]), pa.array(["we hope", "strike"]), pa.array(["x", "y"])], names=["id", "text", "text"])
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
+
+
+def parquet_with_bad_utf8() -> bytes:  # written by a tool that does not validate its strings
+    texts = [r["text"].encode() for r in ROWS]
+    texts[7] = b"bad \xff " + texts[7]
+    return parquet_bytes(pa.table({"id": [r["id"] for r in ROWS], "text": pa.array(texts, pa.binary()).view(pa.string())}))
+
+
+def duplicate_columns() -> bytes:
+    return parquet_bytes(pa.Table.from_arrays([pa.array(["a", "b"]), pa.array(["we hope", "strike"]), pa.array(["x", "y"])],
+                                              names=["id", "text", "text"]))
 
 
 # name -> (file name, content, predict: {row: reason prefix} with the row count, or (exit code, message);
@@ -77,6 +87,8 @@ CASES = {
     "UTF-8 BOM before JSONL": ("in.jsonl", lambda: b"\xef\xbb\xbf" + b"\n".join(jsonl()) + b"\n", (12, {}), (0, "12 rows in 1 file(s): 0 error(s)")),
     "UTF-16 JSONL": ("in.jsonl", lambda: "\n".join(json.dumps(r) for r in ROWS).encode("utf-16"), (2, "JSON Lines must be UTF-8"),
                      (1, "a UTF-16 file")),
+    "invalid UTF-8 in a Parquet string column": ("in.parquet", parquet_with_bad_utf8,
+                                                 (12, {7: "invalid UTF-8 in column 'text' (not scored)"}), (1, "a Parquet file")),
     "duplicate Parquet column names": ("in.parquet", duplicate_columns, (2, "duplicate column names 'text'"), (1, "a Parquet file")),
     "empty CSV": ("in.csv", lambda: b"", (2, "in.csv: empty file"), (1, "empty CSV file")),
     "CSV with a header only": ("in.csv", lambda: csv_text([]).encode(), (0, {}), (1, "nothing validated")),
@@ -127,7 +139,7 @@ def test_bad_input(case, baseline_dir, tmp_path):
             assert out["pred_error"][i].startswith(detail[i]) and pd.isna(out["pred_stance"][i]), out["pred_error"][i]
         else:
             assert out["pred_error"][i] == "" and out["pred_stance"][i] in ("conciliatory", "neutral", "hostile"), out.iloc[i]
-    if n_rows and src.suffix == ".jsonl" and "nested" not in case:  # rows kept with their values, bad ones included
+    if n_rows and src.suffix in (".jsonl", ".parquet") and "nested" not in case:  # rows kept with their values, bad ones included
         assert out["id"].tolist() == [r["id"] for r in ROWS]
 
 

@@ -350,6 +350,30 @@ def _records_frame(recs: list[dict]):
     return pd.DataFrame({c: pd.Series([r.get(c) for r in recs], dtype=object) for c in columns}, index=range(len(recs)))
 
 
+def _parquet_chunk(table):
+    """(DataFrame, problems or None). Parquet writers need not validate UTF-8: a string column holding bad bytes
+    gets them replaced by U+FFFD and a reason on those rows, as in JSONL, instead of failing the whole file."""
+    import pyarrow as pa
+
+    problems = None
+    for i, f in enumerate(table.schema):
+        if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
+            continue
+        try:
+            table.column(i).validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        binary = pa.large_binary() if pa.types.is_large_string(f.type) else pa.binary()
+        values = [v for chunk in table.column(i).chunks for v in chunk.view(binary).to_pylist()]
+        problems = problems or [None] * table.num_rows
+        for row, v in enumerate(values):
+            if v is not None and not problems[row] and v.decode("utf-8", "replace").encode() != v:
+                problems[row] = f"invalid UTF-8 in column {f.name!r} (not scored)"
+        table = table.set_column(i, f.name, pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], f.type))
+    return to_pandas(table), problems
+
+
 def iter_chunks(path: Path, fmt: str, rows: int, encoding: str = "utf-8"):
     """(DataFrame, read errors or None) per chunk of exactly `rows` rows (the last may be shorter), in file order.
     Fixed chunk boundaries are what make part files resumable. A problem that makes the rest of the file unreadable
@@ -382,20 +406,20 @@ def iter_chunks(path: Path, fmt: str, rows: int, encoding: str = "utf-8"):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        buf, have = [], 0
+        buf, have, done = [], 0, 0
         try:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
                 buf.append(batch)
                 have += batch.num_rows
                 while have >= rows:
                     table = pa.Table.from_batches(buf)
-                    yield to_pandas(table.slice(0, rows)), None
-                    rest = table.slice(rows)
+                    yield _parquet_chunk(table.slice(0, rows))
+                    rest, done = table.slice(rows), done + rows
                     buf, have = rest.to_batches(), rest.num_rows
         except (pa.ArrowException, OSError) as e:
-            raise InferenceError(f"{path}: unreadable Parquet after row {have} of this chunk ({e})") from None
+            raise InferenceError(f"{path}: unreadable Parquet after row {done} ({e})") from None
         if have:
-            yield to_pandas(pa.Table.from_batches(buf)), None
+            yield _parquet_chunk(pa.Table.from_batches(buf))
     else:
         # parsed line by line (not pd.read_json) so that one malformed line becomes one bad row instead of a crash,
         # and values keep their JSON types (read_json would turn "date"-like columns into timestamps)
