@@ -320,7 +320,7 @@ def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
 
 # -- issue 12: concurrent runs, resume binding, exact column values, JSONL bytes -------------------------------------
 
-def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_dir, tmp_path):
+def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_dir, tmp_path, monkeypatch):
     import threading
 
     from train.inference import predict_file
@@ -340,6 +340,7 @@ def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_d
     worker.start()
     try:
         assert started.wait(60)
+        monkeypatch.setattr("train.model.load_stance_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
         second = predict("-m", baseline_dir, "-i", other, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite")
     finally:
         release.set()

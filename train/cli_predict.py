@@ -111,9 +111,10 @@ def _quiet_libraries() -> None:
 
 def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,
                    threads, int8, tmp, backend="torch", encoding="utf-8"):
-    from train.inference import InferenceError, predict_file
+    from train.inference import InferenceError, WorkLock, predict_file
     from train.model import pick_device, set_threads
 
+    WorkLock.check_free(Path(output))  # another run on this output: say so before downloading and loading a model
     model_dir, uri, version = resolve_model(model, Path(tmp))
     dev = ("cpu" if backend == "onnx" else pick_device()) if device == "auto" else device
     if dev == "cpu":

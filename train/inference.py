@@ -570,6 +570,11 @@ def parts_dir_for(output: Path) -> Path:
 LOCK = "lock"
 
 
+def _busy(output: Path, fd: int) -> InferenceError:
+    owner = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "pid unknown"
+    return InferenceError(f"{output} is being written by another stance predict ({owner}); wait for it to finish or choose another --output")
+
+
 class WorkLock:
     """Exclusive ownership of `<output>.parts/` for one run: flock on `<output>.parts/lock`.
 
@@ -590,10 +595,9 @@ class WorkLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                owner = os.read(fd, 1000).decode("utf-8", "replace").strip() or "pid unknown"
+                error = _busy(output, fd)
                 os.close(fd)
-                raise InferenceError(f"{output} is being written by another stance predict ({owner}); wait for it to finish "
-                                     "or choose another --output") from None
+                raise error from None
             try:  # the previous owner may have unlinked the file between our open and flock: then it guards nothing
                 same = os.stat(self.work / LOCK).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -604,6 +608,24 @@ class WorkLock:
         self.fd = fd
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}".encode())
+
+    @staticmethod
+    def check_free(output: Path) -> None:
+        """Raise now if another run holds `output`, e.g. before loading a model (creates nothing; the lock itself is
+        taken by predict_file). Its lock lasts microseconds: a run starting in that instant is refused, as one of two
+        runs started together must be."""
+        import fcntl
+
+        try:
+            fd = os.open(parts_dir_for(output) / LOCK, os.O_RDONLY)
+        except OSError:
+            return  # no work directory: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(output, fd) from None
+        finally:
+            os.close(fd)  # also unlocks
 
     def clear(self) -> None:
         """Remove everything in the work directory but the lock itself."""
@@ -678,12 +700,12 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
                              " (choose one with --text-column)")
     has_language = any(c in columns for c in LANGUAGE_COLUMNS)
     detect = (not has_language) if detect_language is None else detect_language
-    digest = scan_input(input_path, in_fmt, encoding)
-    manifest = _manifest(input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, options or {})
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = WorkLock(output_path)  # from here on, this run alone owns <output>.parts/
+    lock = WorkLock(output_path)  # from here on, this run alone owns <output>.parts/ (taken before the long hash pass)
     remove = False  # kept on a refused resume (the parts are another run's) and on interruption (they resume)
     try:
+        digest = scan_input(input_path, in_fmt, encoding)
+        manifest = _manifest(input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, options or {})
         work = prepare_work_dir(lock, manifest, resume, overwrite)
         try:
             summary = _predict_chunks(model, input_path, in_fmt, output_path, out_fmt, work, columns, text_column, model_uri,
