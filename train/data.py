@@ -205,6 +205,8 @@ def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -
     """Rows of a CSV with a header. Missing/unknown columns are reported once, on line 1."""
     shown = _display(path)
     text, problems = _decode_text_file(path)
+    if problems and not text:  # undecodable as a whole (UTF-16): one problem, not also "empty CSV file"
+        return [], problems
     bad_lines = {p.line for p in problems}
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
