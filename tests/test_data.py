@@ -240,6 +240,36 @@ def test_three_different_errors_reported(tmp_path):
     assert {(p.line, p.field) for p in report.errors} == {(1, "stance"), (3, "language"), (5, "extra")}
 
 
+def test_lone_surrogate_is_an_error_naming_the_field(tmp_path):
+    lines = [json.dumps(make_row(i)) for i in range(3)]
+    lines[1] = lines[1].replace('"text": "', '"text": "\\ud83d ', 1)  # half an emoji: valid JSON, not valid Unicode
+    only_error(validate(write_jsonl(tmp_path / "statements.jsonl", lines)), 2, "text", "lone surrogate")
+
+
+def test_deeply_nested_line_is_an_error_not_a_crash(tmp_path):
+    lines = [json.dumps(make_row(i)) for i in range(3)] + ["[" * 100000]
+    only_error(validate(write_jsonl(tmp_path / "statements.jsonl", lines)), 4, None, "nested too deeply")
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "statements.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(make_row(i)) + "\n" for i in range(3)).encode())
+    report = validate(path)
+    assert report.ok and report.n_rows == 3, [str(p) for p in report.errors]
+
+
+def test_cli_nothing_validated_is_not_a_success(tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "nodata").mkdir()
+    runner = CliRunner()
+    empty = runner.invoke(data_app, ["validate", str(tmp_path / "empty.jsonl")])
+    assert empty.exit_code == 1 and "empty.jsonl: empty file" in empty.output and "nothing validated" in empty.output, empty.output
+    nodata = runner.invoke(data_app, ["validate", str(tmp_path / "nodata")])
+    assert nodata.exit_code == 1 and "holds no *.jsonl" in nodata.output and "nothing validated" in nodata.output, nodata.output
+    good = write_jsonl(tmp_path / "good.jsonl", [make_row(i) for i in range(3)])
+    mixed = runner.invoke(data_app, ["validate", str(good), str(tmp_path / "empty.jsonl")])
+    assert mixed.exit_code == 0 and "warning: " in mixed.output and "empty file" in mixed.output, mixed.output
+
 def test_missing_path_is_an_error(tmp_path):
     report = validate([tmp_path / "nope.jsonl"])
     assert not report.ok and "no such file" in report.errors[0].message

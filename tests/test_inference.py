@@ -160,16 +160,20 @@ def test_resume_after_sigkill_reuses_finished_chunks(stance_dir, tmp_path):
     parts = tmp_path / "out.csv.parts"
     cmd = [sys.executable, "-m", "train.cli", "predict", "-m", str(stance_dir), "-i", str(src), "-o", str(out_path), "--chunk-size", "5",
            "--no-detect-language"]
-    env = {**os.environ, "STANCE_PREDICT_CHUNK_DELAY": "0.4"}
+    env = {**os.environ, "STANCE_PREDICT_CHUNK_DELAY": "1.0"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while len(list(parts.glob("part-*.parquet"))) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    # another process on the same output is refused at once, even with --overwrite, and told who holds it
+    clash = predict("-m", stance_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite")
+    assert clash.exit_code == 2 and f"pid {proc.pid} " in clash.output and str(out_path) in clash.output, clash.output
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list(parts.glob("part-*.parquet")))
     assert 2 <= done < 8 and not out_path.exists()
 
+    # the killed run's lock is not stale: the kernel released it with the process
     again = predict("-m", stance_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language")
     assert again.exit_code == 2 and "--resume" in again.output and "--overwrite" in again.output
     changed = predict("-m", stance_dir, "-i", src, "-o", out_path, "--chunk-size", 7, "--resume", "--no-detect-language")
@@ -312,3 +316,121 @@ def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
     assert got["pred_stance"].isna().tolist() == want["pred_stance"].isna().tolist() == [i == 3 for i in range(12)]
     assert got["pred_stance"].fillna("").tolist() == want["pred_stance"].fillna("").tolist()
     assert np.allclose(got[PROBS].to_numpy(float), want[PROBS].to_numpy(float), atol=1e-5, equal_nan=True)
+
+
+# -- issue 12: concurrent runs, resume binding, exact column values, JSONL bytes -------------------------------------
+
+def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_dir, tmp_path, monkeypatch):
+    import threading
+
+    from train.inference import predict_file
+
+    first = write(statements(20), tmp_path / "a.parquet")
+    other = write(statements(20).assign(id=lambda d: "b" + d["id"]), tmp_path / "b.parquet")
+    out_path = tmp_path / "out.jsonl"
+    model = load_stance_model(baseline_dir, device="cpu")
+    started, release, result = threading.Event(), threading.Event(), {}
+
+    def pause(done, summary):  # the first run holds the output after its first chunk until the second has tried
+        started.set()
+        release.wait(60)
+
+    worker = threading.Thread(target=lambda: result.update(summary=predict_file(
+        model, first, out_path, chunk_rows=5, detect_language=False, progress=pause)))
+    worker.start()
+    try:
+        assert started.wait(60)
+        monkeypatch.setattr("train.model.load_stance_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
+        second = predict("-m", baseline_dir, "-i", other, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite")
+    finally:
+        release.set()
+        worker.join(60)
+    assert second.exit_code == 2, second.output
+    assert str(out_path) in second.output and f"pid {os.getpid()}" in second.output
+    assert result["summary"].rows == 20  # the first run was not disturbed
+    assert read(out_path)["id"].tolist() == statements(20)["id"].tolist()
+    assert not (tmp_path / "out.jsonl.parts").exists()
+
+
+def test_resume_refuses_parts_of_an_input_with_the_same_size_and_mtime_but_other_content(baseline_dir, tmp_path, monkeypatch):
+    import train.inference as inference
+
+    df = statements(20)
+    src = write(df, tmp_path / "in.csv")
+    out_path = tmp_path / "out.csv"
+    real, calls = inference.predict_values, []
+
+    def dies_on_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_values", dies_on_third_chunk)
+    assert isinstance(predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language").exception, RuntimeError)
+    monkeypatch.setattr(inference, "predict_values", real)
+    assert len(list((tmp_path / "out.csv.parts").glob("part-*.parquet"))) == 2
+
+    st = src.stat()
+    edited = df.assign(id=df["id"].str.replace("r", "x"))  # another file: same size, same mtime
+    write(edited, src)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (src.stat().st_size, src.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    resumed = predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--resume", "--no-detect-language")
+    assert resumed.exit_code == 2 and "input" in resumed.output and "--overwrite" in resumed.output, resumed.output
+    fresh = predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--overwrite", "--no-detect-language")
+    assert fresh.exit_code == 0, fresh.output
+    assert read(out_path)["id"].tolist() == edited["id"].tolist()
+
+
+BIG = 1790000000000000123  # a tweet id: not representable as float64
+
+
+@pytest.mark.parametrize("src_fmt", ["parquet", "jsonl"])
+def test_64_bit_ids_come_back_unchanged_despite_nulls_and_bad_lines(baseline_dir, tmp_path, src_fmt):
+    import csv as csvmod
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = [BIG + i for i in range(6)]
+    texts = ["we hope for dialogue", "strike them hard now", "talks were held on monday"] * 2
+    if src_fmt == "parquet":
+        ids[1] = None  # one null in the first chunk
+        src = tmp_path / "in.parquet"
+        pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "text": texts}), src)
+    else:
+        src = tmp_path / "in.jsonl"
+        lines = [json.dumps({"id": i, "text": t}) for i, t in zip(ids, texts)]
+        lines[1] = '{"id": 1790000000000000124, "text": broken'  # one malformed line: its row has no id
+        ids[1] = None
+        src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for dst in ("parquet", "jsonl", "csv"):
+        out_path = tmp_path / f"out.{dst}"
+        result = predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 3, "--no-detect-language")
+        assert result.exit_code == 0, result.output
+        if dst == "parquet":
+            table = pq.read_table(out_path)
+            assert table.schema.field("id").type == pa.int64(), table.schema
+            got = table.column("id").to_pylist()
+        elif dst == "jsonl":
+            got = [json.loads(line)["id"] for line in out_path.read_text(encoding="utf-8").splitlines()]
+        else:
+            with open(out_path, newline="", encoding="utf-8") as fh:
+                got = [int(r["id"]) if r["id"] else None for r in csvmod.DictReader(fh)]
+        assert got == ids, (src_fmt, dst)
+
+
+def test_jsonl_bad_bytes_after_line_1000_get_a_reason_and_a_bom_is_accepted(baseline_dir, tmp_path):
+    lines = [json.dumps({"id": i, "text": "we hope for dialogue"}).encode() for i in range(1200)]
+    lines[1099] = b'{"id": 1099, "text": "we hope \xff for dialogue"}'
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    out_path = tmp_path / "out.parquet"
+    result = predict("-m", baseline_dir, "-i", src, "-o", out_path, "--no-detect-language")
+    assert result.exit_code == 0, result.output
+    out = pd.read_parquet(out_path)
+    assert len(out) == 1200 and out["id"].tolist() == list(range(1200))  # the bad row keeps its id
+    assert out["pred_error"][0] == "" and out["pred_stance"][0] in LABELS  # the BOM is not part of the first row
+    assert out["pred_error"][1099].startswith("line 1100: invalid UTF-8") and pd.isna(out["pred_stance"][1099])
+    assert (out["pred_error"] != "").sum() == 1

@@ -40,7 +40,7 @@ def validate_cmd(
     paths: Optional[List[Path]] = typer.Argument(None, help=PATHS_HELP, show_default=False),
     near_duplicates: bool = typer.Option(True, help="Also look for near-duplicate texts across splits (warnings)."),
 ):
-    """Check every row; print each problem as path:line: field: message. Exit 1 if there are errors."""
+    """Check every row; print each problem as path:line: field: message. Exit 1 if there are errors or no rows at all."""
     from train.data import validate
 
     report = validate(_paths(paths), near_duplicates=near_duplicates)
@@ -49,8 +49,10 @@ def validate_cmd(
     for problem in report.warnings:
         typer.echo(f"warning: {problem}")
     summary = f"{report.n_rows} rows in {report.n_files} file(s): {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
-    typer.secho(summary, fg=typer.colors.RED if report.errors else typer.colors.GREEN)
-    raise typer.Exit(1 if report.errors else 0)
+    if not report.n_rows:  # an empty file or a directory without data is not a corpus that passed
+        summary += "; nothing validated"
+    typer.secho(summary, fg=typer.colors.RED if report.errors or not report.n_rows else typer.colors.GREEN)
+    raise typer.Exit(1 if report.errors or not report.n_rows else 0)
 
 
 @data_app.command("stats")

@@ -42,6 +42,7 @@ def predict_cmd(
     input: Path = typer.Option(..., "--input", "-i", help="CSV, JSONL or Parquet file (by extension)."),
     output: Path = typer.Option(..., "--output", "-o", help="Parquet, CSV or JSONL file (by extension); written atomically."),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the statements."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV input (e.g. latin-1, cp1252, utf-16); JSONL is always UTF-8. A UTF-8 byte-order mark is accepted."),
     batch_size: int = typer.Option(0, "--batch-size", help="Rows per forward pass (0: 64 on CPU, 256 on GPU)."),
     chunk_size: int = typer.Option(5000, "--chunk-size", help="Rows read, predicted and written at a time (bounds memory; unit of --resume)."),
     detect_language: Optional[bool] = typer.Option(None, "--detect-language/--no-detect-language", help="Add detected_language (default: only when the input has no language column)."),
@@ -74,10 +75,11 @@ def predict_cmd(
     try:
         with tempfile.TemporaryDirectory(prefix="stance-predict-") as tmp:
             if engine == "spark":
-                summary, uri, version = predict_with_spark(model, input, output, text_column, spark_master, detect_language, tmp)
+                summary, uri, version = predict_with_spark(model, input, output, text_column, spark_master, detect_language, tmp,
+                                                           encoding)
             else:
                 summary, uri, version = _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language,
-                                                       resume, overwrite, device, precision, threads, int8, tmp, backend)
+                                                       resume, overwrite, device, precision, threads, int8, tmp, backend, encoding)
     except InferenceError as e:
         _end_mlflow_run(run, None, "FAILED", str(e))
         _fail(str(e))
@@ -108,23 +110,44 @@ def _quiet_libraries() -> None:
 
 
 def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,
-                   threads, int8, tmp, backend="torch"):
-    from train.inference import predict_file
+                   threads, int8, tmp, backend="torch", encoding="utf-8"):
+    from train.inference import WorkLock, predict_file
 
-    stance, uri, version, dev = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)
+    WorkLock.check_free(Path(output))  # another run on this output: say so before downloading and loading a model
+    stance, uri, version, dev, model_dir = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)
     batch = batch_size or (256 if dev == "cuda" else 64)
+    # everything else that changes the predictions: parts of a run with other values are never resumed into this one
+    options = {"model_version": version, "model_files": _model_fingerprint(model_dir), "device": dev, "precision": precision,
+               "backend": backend if stance.kind == "transformer" else "", "int8": int8 and stance.kind == "transformer"}
     with progress_reporter(input) as progress:
         summary = predict_file(stance, input, output, text_column, model_uri=uri, model_version=version, batch_size=batch,
                                chunk_rows=chunk_size, detect_language=detect_language, resume=resume, overwrite=overwrite,
-                               progress=progress)
+                               progress=progress, encoding=encoding, options=options)
     return summary, uri, version
+
+
+def _model_fingerprint(model_dir: Path) -> str:
+    """A digest of the model's files, so that a model retrained into the same directory (same names, same sizes) never
+    resumes another model's parts. The card lists every file's sha256 (checked when the model was loaded), so its
+    own digest stands for them all; a directory saved before cards held digests is hashed in full."""
+    import hashlib
+    import json
+
+    from train.hashing import sha256_file
+    from train.model import MODEL_CARD, file_digests
+
+    card = Path(model_dir) / MODEL_CARD
+    if "files" in json.loads(card.read_text(encoding="utf-8")):
+        return sha256_file(card)[:16]
+    return hashlib.sha256(json.dumps(file_digests(Path(model_dir)), sort_keys=True).encode()).hexdigest()[:16]
 
 
 # -- model resolution -------------------------------------------------------------------------------------------------
 
 def load_for_predict(model: str, tmp: Path, device="auto", precision="auto", threads=0, backend="torch", int8=False):
     """The one way `stance predict` (and `stance runs verify`, which must test exactly this path) gets a model:
-    resolve the URI or directory, pick the device, load, attach the backend. Returns (model, uri, version, device)."""
+    resolve the URI or directory, pick the device, load, attach the backend.
+    Returns (model, uri, version, device, local model directory)."""
     from train.inference import InferenceError
     from train.model import load_stance_model, pick_device, set_threads
 
@@ -143,7 +166,7 @@ def load_for_predict(model: str, tmp: Path, device="auto", precision="auto", thr
             stance.use_onnx(model_dir, int8=int8, threads=threads)
         except RuntimeError as e:
             raise InferenceError(str(e)) from e
-    return stance, uri, version, dev
+    return stance, uri, version, dev, model_dir
 
 
 def stance_dir_in(path: Path) -> Path:
@@ -289,7 +312,9 @@ def _end_mlflow_run(run, result, status: str, error: str | None = None) -> None:
         mlflow.set_tag("stance.error", error[:5000])
     if result is not None:
         summary, uri, version, input = result
-        digest = file_sha256(Path(input))
+        from train.hashing import sha256_file
+
+        digest = getattr(summary, "input_sha256", "") or sha256_file(Path(input))
         mlflow.set_tags({"model_uri": uri, "model_version": version, "input_sha256": digest})
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.http_dataset_source import HTTPDatasetSource
@@ -308,19 +333,9 @@ def _end_mlflow_run(run, result, status: str, error: str | None = None) -> None:
     mlflow.end_run(status=status)
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 # -- Spark ----------------------------------------------------------------------------------------------------------------
 
-def predict_with_spark(model, input, output, text_column, master, detect_language, tmp):
+def predict_with_spark(model, input, output, text_column, master, detect_language, tmp, encoding="utf-8"):
     """The recipe from the module docstring, reading and writing the same formats as the local engine."""
     import os
     import warnings
@@ -337,7 +352,7 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
     in_fmt, out_fmt = file_format(input, "input"), file_format(output, "output")
     if not Path(input).is_file():
         raise InferenceError(f"{input}: input file not found")
-    columns = input_columns(Path(input), in_fmt)
+    columns = input_columns(Path(input), in_fmt, encoding)
     if text_column not in columns:
         raise InferenceError(f"{input}: no column {text_column!r}; available columns: {', '.join(columns) or '(none)'}")
     pyfunc_uri, uri, version = _pyfunc_uri(model, Path(tmp))
@@ -347,7 +362,7 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
              .config("spark.ui.showConsoleProgress", "false").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     readers = {"parquet": lambda: spark.read.parquet(str(input)),
-               "csv": lambda: spark.read.csv(str(input), header=True, multiLine=True, escape='"'),
+               "csv": lambda: spark.read.csv(str(input), header=True, multiLine=True, escape='"', encoding=encoding),
                "jsonl": lambda: spark.read.json(str(input))}
     df = readers[in_fmt]().withColumn("__row", F.monotonically_increasing_id())
     fields = [T.StructField(c, T.StringType() if c in ("pred_stance", "pred_error") else T.DoubleType()) for c in OUTPUT_COLUMNS]

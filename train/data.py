@@ -146,6 +146,8 @@ def corpus_files(paths: Iterable[str | Path] | str | Path) -> tuple[list[Path], 
             if not found:
                 problems.append(Problem(_display(p), None, None, "directory holds no *.jsonl or *.csv files"))
             files.extend(found)
+        elif p.is_file() and p.suffix.lower() in (".parquet", ".pq"):
+            problems.append(Problem(_display(p), None, None, "a Parquet file; the corpus is JSONL or CSV"))
         elif p.is_file():
             files.append(p)
         else:
@@ -155,7 +157,10 @@ def corpus_files(paths: Iterable[str | Path] | str | Path) -> tuple[list[Path], 
 
 def _read_jsonl(path: Path) -> tuple[list[_Record], list[Problem]]:
     shown, records, problems = _display(path), [], []
-    for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return [], [Problem(shown, None, None, "a UTF-16 file; JSON Lines must be UTF-8")]
+    for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):  # a UTF-8 BOM is accepted
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -168,6 +173,9 @@ def _read_jsonl(path: Path) -> tuple[list[_Record], list[Problem]]:
         except json.JSONDecodeError as e:
             problems.append(Problem(shown, n, None, f"malformed JSON: {e.msg} (column {e.colno})"))
             continue
+        except RecursionError:
+            problems.append(Problem(shown, n, None, "malformed JSON: nested too deeply"))
+            continue
         if not isinstance(obj, dict):
             problems.append(Problem(shown, n, None, f"line is a JSON {type(obj).__name__}, expected an object"))
             continue
@@ -178,6 +186,8 @@ def _read_jsonl(path: Path) -> tuple[list[_Record], list[Problem]]:
 def _decode_text_file(path: Path) -> tuple[str, list[Problem]]:
     """Decode a whole file; report every line holding invalid UTF-8 (those bytes become U+FFFD)."""
     data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "", [Problem(_display(path), None, None, "a UTF-16 file; the corpus must be UTF-8")]
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError:
@@ -195,6 +205,8 @@ def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -
     """Rows of a CSV with a header. Missing/unknown columns are reported once, on line 1."""
     shown = _display(path)
     text, problems = _decode_text_file(path)
+    if problems and not text:  # undecodable as a whole (UTF-16): one problem, not also "empty CSV file"
+        return [], problems
     bad_lines = {p.line for p in problems}
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -209,7 +221,7 @@ def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -
             problems.append(Problem(shown, 1, name, f"unknown column (allowed: {', '.join(ALL_FIELDS)})"))
     header_missing = frozenset(REQUIRED_FIELDS) - set(header)
     records, start = [], reader.line_num + 1
-    for values in reader:
+    for values in _csv_rows(reader, shown, problems):
         line, start = start, reader.line_num + 1
         if not any(v.strip() for v in values) or line in bad_lines:
             continue
@@ -219,6 +231,14 @@ def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -
         row = {h: v for h, v in zip(header, values) if h in ALL_FIELDS}
         records.append(_Record(shown, line, row, header_missing))
     return records, problems
+
+
+def _csv_rows(reader, shown: str, problems: list[Problem]):
+    """The reader's rows; a CSV syntax error (e.g. a field past the size limit) ends the file with a problem."""
+    try:
+        yield from reader
+    except csv.Error as e:
+        problems.append(Problem(shown, reader.line_num, None, f"unreadable CSV: {e}"))
 
 
 def _read_any(path: Path) -> tuple[list[_Record], list[Problem]]:
@@ -280,9 +300,15 @@ def _check_split(row: dict) -> list[tuple[str, str]]:
     return []
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_row(row: dict) -> list[tuple[str, str]]:
     """Every problem of one row as ``(field, message)`` pairs (cross-row checks are separate)."""
     found = [(k, f"unknown field (allowed: {', '.join(ALL_FIELDS)})") for k in row if k not in ALL_FIELDS]
+    # a JSON "\\ud83d" without its pair (an emoji cut in half) parses, but no tokenizer or UTF-8 writer accepts it
+    found += [(k, f"lone surrogate \\u{ord(m[0]):04x} at character {m.start()} (half an emoji?); not valid Unicode")
+              for k, v in row.items() if isinstance(v, str) and (m := _SURROGATE.search(v))]
     missing = [k for k in REQUIRED_FIELDS if k not in row]
     found += [(k, "missing required field") for k in missing]
     if "id" not in missing and (not isinstance(row["id"], str) or not row["id"].strip()):
@@ -428,8 +454,10 @@ def _scan(paths, near_duplicates: bool = True) -> tuple[list[_Record], Validatio
         recs, probs = _read_any(f)
         records += recs
         read_problems += probs
+        if not recs and not probs:
+            file_problems.append(Problem(_display(f), None, None, "empty file (no rows)"))
     errors, warnings = _check_records(records, near_duplicates)
-    no_files = [p for p in file_problems if p.message.startswith("directory holds no")]
+    no_files = [p for p in file_problems if p.message.startswith(("directory holds no", "empty file"))]
     missing = [p for p in file_problems if p not in no_files]
     report = ValidationReport(_sorted(missing + read_problems + errors), warnings + no_files, len(records), len(files))
     return records, report

@@ -6,15 +6,23 @@ included: the CLI, the pyfunc, the model server and the Spark UDF all go through
 `predict_file` streams a CSV / JSONL / Parquet file in fixed-size chunks (memory is bounded by the chunk size, not the
 file size). Each finished chunk is written atomically as a numbered Parquet part in `<output>.parts/` next to a
 manifest, so a run killed at any point (even SIGKILL) resumes without recomputing finished chunks; at the end the parts
-are joined into the output (temp file + os.replace) and the work directory is removed.
+are joined into the output (temp file + os.replace) and the work directory is removed. The work directory belongs to
+one process at a time (an flock), and parts are resumed only for the same input content, model and options.
+
+What is kept with a reason, what is refused and the exit codes: docs/input-contract.md.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -152,28 +160,94 @@ def file_format(path: Path, role: str) -> str:
     return fmt
 
 
-def input_columns(path: Path, fmt: str) -> list[str]:
-    """Column names from the header / schema / first records, without reading the data."""
+def _text_encoding(encoding: str) -> str:
+    """The codec to open a CSV with: utf-8 also accepts a byte-order mark (Excel writes one)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InferenceError(f"--encoding: unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
+def _csv_reader(fh):
+    # fields up to 64 MiB (the default 128 KiB limit would stop on one pasted article; such rows get "text too long")
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 26))
+    return csv.reader(fh)
+
+
+def _csv_header(path: Path, encoding: str) -> list[str]:
+    with open(path, encoding=_text_encoding(encoding), newline="") as fh:
+        header = next(_csv_reader(fh), None)
+    if header is None:
+        raise InferenceError(f"{path}: empty file (a CSV needs a header row)")
+    return [h or f"Unnamed: {i}" for i, h in enumerate(header)]  # pandas' name for a blank header (a saved index)
+
+
+def input_columns(path: Path, fmt: str, encoding: str = "utf-8") -> list[str]:
+    """Column names from the header / schema / first records, without reading the data. Whole-file problems (not the
+    format the extension says, empty, duplicate column names) raise InferenceError."""
     if fmt == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    if fmt == "csv":
-        import pandas as pd
-
-        return list(pd.read_csv(path, nrows=0).columns)
-    names: dict[str, None] = {}
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh):
+        try:
+            names = list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError) as e:
+            raise InferenceError(f"{path}: not a readable Parquet file ({e})") from None
+    elif fmt == "csv":
+        try:
+            names = _csv_header(path, encoding)
+        except UnicodeDecodeError:
+            scan_input(path, fmt, encoding)  # raises the error with its position and an --encoding hint
+            names = []
+        except csv.Error as e:
+            raise InferenceError(f"{path}: line 1: unreadable CSV header ({e})") from None
+    else:
+        names = {}
+        for n, (_, rec, _) in enumerate(jsonl_records(path)):
             if n >= 1000:
                 break
-            try:
-                rec = json.loads(line) if line.strip() else None
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                names.update(dict.fromkeys(rec))
-    return list(names)
+            names.update(dict.fromkeys(rec or {}))
+        names = list(names)
+    dupes = sorted({str(c) for c in names if names.count(c) > 1})
+    if dupes:
+        raise InferenceError(f"{path}: duplicate column names {', '.join(map(repr, dupes))}; rename them so each column has one name")
+    return names
+
+
+def scan_input(path: Path, fmt: str, encoding: str = "utf-8") -> str:
+    """The input's content sha256 (resumed parts are bound to it), in one sequential pass that also checks that a CSV
+    decodes with `encoding`: a wrong encoding is a whole-file error before any work, not a crash half-way."""
+    h = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(_text_encoding(encoding))() if fmt == "csv" else None
+    offset = lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+            if decoder is not None:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    _encoding_error(path, encoding, block, e, offset, lines)
+            offset += len(block)
+            lines += block.count(b"\n")
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as e:
+            _encoding_error(path, encoding, b"", e, offset, lines)
+    return h.hexdigest()
+
+
+def _encoding_error(path, encoding, block, e, offset, lines):
+    at = max(0, e.start - (len(e.object) - len(block)))  # the decoder may hold bytes of the previous block
+    line = lines + block[:at].count(b"\n") + 1
+    where = f"byte 0x{e.object[e.start]:02x} at offset {offset + at}, line {line}" if e.start < len(e.object) else "truncated at the end"
+    with open(path, "rb") as fh:
+        utf16 = fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    hint = "it starts with a UTF-16 byte-order mark: pass --encoding utf-16" if utf16 else \
+        "pass --encoding with the file's encoding, e.g. --encoding latin-1, cp1252 or utf-16"
+    raise InferenceError(f"{path}: cannot decode as {encoding} ({where}); {hint}")
 
 
 def count_rows(path: Path, fmt: str) -> int | None:
@@ -191,50 +265,173 @@ def count_rows(path: Path, fmt: str) -> int | None:
     return max(0, n - 1) if fmt == "csv" else n
 
 
-def iter_chunks(path: Path, fmt: str, rows: int):
-    """(DataFrame, read errors or None) per chunk of exactly `rows` rows (the last may be shorter), in file order.
-    Fixed chunk boundaries are what make part files resumable."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(v):
+    """Lone surrogates (a JSON "\\ud83d" without its pair: an emoji cut in half by a scraper) cannot be stored as
+    UTF-8; they are kept as their six-character escape text."""
+    if isinstance(v, str):
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", v)
+    if isinstance(v, list):
+        return [_escape_surrogates(x) for x in v]
+    if isinstance(v, dict):
+        return {_escape_surrogates(k): _escape_surrogates(x) for k, x in v.items()}
+    return v
+
+
+MAX_JSON_DEPTH = 64  # Parquet parts cannot hold values nested past ~100 levels; real records are a few levels deep
+
+
+def _deeper_than(value, limit: int) -> bool:
+    level = [value]  # breadth first: no recursion, whatever the depth
+    for _ in range(limit):
+        level = [x for v in level for x in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())]
+        if not level:
+            return False
+    return True
+
+
+def parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
+    """(record, problem) for one JSONL line. A row whose bytes are not UTF-8 or that holds a lone surrogate keeps its
+    other values (bad bytes become U+FFFD, surrogates their escape text) but carries the problem, so it is not scored."""
+    problem = None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = raw.decode("utf-8", errors="replace")
+        problem = f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line; not scored)"
+    try:
+        rec = json.loads(text)
+    except RecursionError:
+        return None, f"invalid JSON (nested too deeply: over {MAX_JSON_DEPTH} levels)"
+    except ValueError as e:
+        return None, problem or f"invalid JSON ({e})"
+    if not isinstance(rec, dict):
+        return None, problem or "not a JSON object"
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(rec, MAX_JSON_DEPTH):
+        return None, f"invalid JSON (nested too deeply: over {MAX_JSON_DEPTH} levels)"
+    if b"\\u" in raw and (fixed := _escape_surrogates(rec)) != rec:
+        fields = [k for k in rec if _escape_surrogates(rec[k]) != rec[k]] or ["(a key)"]
+        return fixed, problem or f"lone surrogate (half an emoji) in {', '.join(map(str, fields))}; not valid Unicode, not scored"
+    return rec, problem
+
+
+def jsonl_records(path: Path):
+    """(line number, record or None, problem or None) for every non-blank line. Read as bytes and decoded line by
+    line: one bad line is one bad row, wherever it is; a UTF-8 byte-order mark is accepted."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise InferenceError(f"{path}: a UTF-16 file; JSON Lines must be UTF-8 (convert it, e.g. iconv -f utf-16 -t utf-8)")
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if raw.strip():
+                yield lineno, *parse_json_line(raw)
+
+
+def to_pandas(table):
+    """An Arrow table as pandas with nullable integer and boolean dtypes: plain to_pandas() turns an integer column
+    holding one null into float64 (tweet id 1790000000000000123 -> 1.79e+18)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+                pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=nullable.get)
+
+
+def _records_frame(recs: list[dict]):
+    """Records as object columns (values as parsed: Arrow infers int64-with-nulls later, pandas would make floats)."""
     import pandas as pd
 
+    columns = dict.fromkeys(k for r in recs for k in r)
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in recs], dtype=object) for c in columns}, index=range(len(recs)))
+
+
+def _parquet_chunk(table):
+    """(DataFrame, problems or None). Parquet writers need not validate UTF-8: a string column holding bad bytes
+    gets them replaced by U+FFFD and a reason on those rows, as in JSONL, instead of failing the whole file."""
+    import pyarrow as pa
+
+    problems = None
+    for i, f in enumerate(table.schema):
+        if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
+            continue
+        try:
+            table.column(i).validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        binary = pa.large_binary() if pa.types.is_large_string(f.type) else pa.binary()
+        values = [v for chunk in table.column(i).chunks for v in chunk.view(binary).to_pylist()]
+        problems = problems or [None] * table.num_rows
+        for row, v in enumerate(values):
+            if v is not None and not problems[row] and v.decode("utf-8", "replace").encode() != v:
+                problems[row] = f"invalid UTF-8 in column {f.name!r} (not scored)"
+        table = table.set_column(i, f.name, pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], f.type))
+    return to_pandas(table), problems
+
+
+def iter_chunks(path: Path, fmt: str, rows: int, encoding: str = "utf-8"):
+    """(DataFrame, read errors or None) per chunk of exactly `rows` rows (the last may be shorter), in file order.
+    Fixed chunk boundaries are what make part files resumable. A problem that makes the rest of the file unreadable
+    raises InferenceError."""
     if fmt == "csv":
-        # every column as text: identical values out as in, and the same schema in every chunk
-        for df in pd.read_csv(path, chunksize=rows, dtype=str, keep_default_na=False, na_values=[""]):
-            yield df.reset_index(drop=True), None
+        # our own csv reader, not pd.read_csv: every value as text (identical out as in), and a row with the wrong
+        # number of fields is one bad row with its line number instead of a crash
+        header = _csv_header(path, encoding)
+        recs, errs = [], []
+        with open(path, encoding=_text_encoding(encoding), newline="") as fh:
+            reader = _csv_reader(fh)
+            next(reader)
+            start = reader.line_num + 1
+            try:
+                for values in reader:
+                    line, start = start, reader.line_num + 1
+                    if not values:
+                        continue  # blank line
+                    errs.append(None if len(values) == len(header) else
+                                f"line {line}: wrong number of fields ({len(values)}, the header has {len(header)})")
+                    recs.append({h: v or None for h, v in zip(header, values)})
+                    if len(recs) == rows:
+                        yield _records_frame(recs), errs
+                        recs, errs = [], []
+            except csv.Error as e:
+                raise InferenceError(f"{path}: line {reader.line_num}: unreadable CSV ({e})") from None
+        if recs:
+            yield _records_frame(recs), errs
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        buf, have = [], 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            buf.append(batch)
-            have += batch.num_rows
-            while have >= rows:
-                table = pa.Table.from_batches(buf)
-                yield table.slice(0, rows).to_pandas(), None
-                rest = table.slice(rows)
-                buf, have = rest.to_batches(), rest.num_rows
+        buf, have, done = [], 0, 0
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                buf.append(batch)
+                have += batch.num_rows
+                while have >= rows:
+                    table = pa.Table.from_batches(buf)
+                    yield _parquet_chunk(table.slice(0, rows))
+                    rest, done = table.slice(rows), done + rows
+                    buf, have = rest.to_batches(), rest.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise InferenceError(f"{path}: unreadable Parquet after row {done} ({e})") from None
         if have:
-            yield pa.Table.from_batches(buf).to_pandas(), None
+            yield _parquet_chunk(pa.Table.from_batches(buf))
     else:
         # parsed line by line (not pd.read_json) so that one malformed line becomes one bad row instead of a crash,
         # and values keep their JSON types (read_json would turn "date"-like columns into timestamps)
         recs, errs = [], []
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    err = None if isinstance(rec, dict) else f"line {lineno}: not a JSON object"
-                except ValueError as e:
-                    rec, err = None, f"line {lineno}: invalid JSON ({e})"
-                recs.append(rec if err is None else {})
-                errs.append(err)
-                if len(recs) == rows:
-                    yield pd.DataFrame.from_records(recs), errs
-                    recs, errs = [], []
+        for lineno, rec, err in jsonl_records(path):
+            recs.append(rec or {})
+            errs.append(None if err is None else f"line {lineno}: {err}")
+            if len(recs) == rows:
+                yield _records_frame(recs), errs
+                recs, errs = [], []
         if recs:
-            yield pd.DataFrame.from_records(recs), errs
+            yield _records_frame(recs), errs
 
 
 # -- writing -------------------------------------------------------------------------------------------------------------
@@ -307,6 +504,16 @@ def _conform(table, schema):
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def _nested_as_json(table):
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, f.name, pa.array(values, pa.string()))
+    return table
+
+
 def join_parts(parts: list[Path], output: Path, fmt: str) -> None:
     """Concatenate the part files into `output` (temp file + os.replace), one part in memory at a time."""
     import pyarrow.parquet as pq
@@ -322,7 +529,10 @@ def join_parts(parts: list[Path], output: Path, fmt: str) -> None:
             columns = list(_unified_schema(pq.read_schema(p) for p in parts).names)
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 for k, p in enumerate(parts):
-                    df = pq.read_table(p).to_pandas().reindex(columns=columns)
+                    table = pq.read_table(p)
+                    if fmt == "csv":  # lists and structs as JSON text, not numpy reprs like "[array([1])]"
+                        table = _nested_as_json(table)
+                    df = to_pandas(table).reindex(columns=columns)
                     if fmt == "csv":
                         df.to_csv(fh, index=False, header=k == 0)
                     else:
@@ -346,6 +556,7 @@ class PredictSummary:
     seconds: float = 0.0
     labels: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)  # reason (without line numbers) -> count
+    input_sha256: str = ""
 
     @property
     def rows_per_s(self) -> float:
@@ -356,29 +567,107 @@ def parts_dir_for(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
-def _manifest(input_path: Path, model_uri: str, chunk_rows: int, text_column: str, detect: bool) -> dict:
-    st = input_path.stat()
-    return {"input": {"path": str(input_path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
-            "model_uri": model_uri, "chunk_rows": chunk_rows, "text_column": text_column, "detect_language": detect}
+LOCK = "lock"
 
 
-def prepare_work_dir(output: Path, manifest: dict, resume: bool, overwrite: bool) -> Path:
-    work = parts_dir_for(output)
-    if work.exists():
-        if overwrite:
-            shutil.rmtree(work)
-        elif not resume:
-            raise InferenceError(f"{work} exists (an unfinished run); pass --resume to continue it or --overwrite to start over")
-        else:
+def _busy(output: Path, fd: int) -> InferenceError:
+    owner = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "pid unknown"
+    return InferenceError(f"{output} is being written by another stance predict ({owner}); wait for it to finish or choose another --output")
+
+
+class WorkLock:
+    """Exclusive ownership of `<output>.parts/` for one run: flock on `<output>.parts/lock`.
+
+    The kernel drops a flock when its process dies, however it dies (even SIGKILL), so a crashed run never leaves a
+    stale lock: the next run just takes it. The file holds the owner's pid, host and start time for the error message.
+    """
+
+    def __init__(self, output: Path):
+        import fcntl
+
+        self.work = parts_dir_for(output)
+        while True:
             try:
-                old = json.loads((work / MANIFEST).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = None
-            if old != manifest:
-                diff = sorted(k for k in manifest if (old or {}).get(k) != manifest[k]) if old else ["manifest missing or unreadable"]
-                raise InferenceError(f"{work}: cannot resume, the unfinished run differs in: {', '.join(diff)}; use --overwrite to start over")
-            return work
-    work.mkdir(parents=True)
+                self.work.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.work / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the owner removed the directory just now: try again
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                error = _busy(output, fd)
+                os.close(fd)
+                raise error from None
+            try:  # the previous owner may have unlinked the file between our open and flock: then it guards nothing
+                same = os.stat(self.work / LOCK).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}".encode())
+
+    @staticmethod
+    def check_free(output: Path) -> None:
+        """Raise now if another run holds `output`, e.g. before loading a model (creates nothing; the lock itself is
+        taken by predict_file). Its lock lasts microseconds: a run starting in that instant is refused, as one of two
+        runs started together must be."""
+        import fcntl
+
+        try:
+            fd = os.open(parts_dir_for(output) / LOCK, os.O_RDONLY)
+        except OSError:
+            return  # no work directory: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(output, fd) from None
+        finally:
+            os.close(fd)  # also unlocks
+
+    def clear(self) -> None:
+        """Remove everything in the work directory but the lock itself."""
+        for p in self.work.iterdir():
+            if p.name != LOCK:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+    def release(self, remove: bool) -> None:
+        """Unlock; with `remove`, delete the work directory first (while still holding the lock)."""
+        if remove or not any(p.name != LOCK for p in self.work.iterdir()):  # nothing worth resuming: leave nothing
+            self.clear()
+            (self.work / LOCK).unlink()
+            self.work.rmdir()
+        os.close(self.fd)
+
+
+def _manifest(input_path: Path, digest: str, model_uri: str, chunk_rows: int, text_column: str, detect: bool,
+              encoding: str, options: dict) -> dict:
+    # bound to the input's content, not its size and mtime: copies (cp -p, rsync -t) and rewrites keep both, and
+    # the hash is one sequential read, negligible next to scoring the same rows
+    return {"input": {"path": str(input_path.resolve()), "size": input_path.stat().st_size, "sha256": digest},
+            "model_uri": model_uri, "chunk_rows": chunk_rows, "text_column": text_column, "detect_language": detect,
+            "encoding": encoding, **options}
+
+
+def prepare_work_dir(lock: WorkLock, manifest: dict, resume: bool, overwrite: bool) -> Path:
+    """Check or start the manifest of the locked work directory."""
+    work = lock.work
+    unfinished = any(p.name != LOCK for p in work.iterdir())
+    if unfinished and overwrite:
+        lock.clear()
+    elif unfinished and not resume:
+        raise InferenceError(f"{work} exists (an unfinished run); pass --resume to continue it or --overwrite to start over")
+    elif unfinished:
+        try:
+            old = json.loads((work / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old != manifest:
+            diff = sorted(k for k in {**manifest, **(old or {})} if (old or {}).get(k) != manifest.get(k)) if old else ["manifest missing or unreadable"]
+            raise InferenceError(f"{work}: cannot resume, the unfinished run differs in: {', '.join(diff)}; use --overwrite to start over")
+        return work
     tmp = work / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, work / MANIFEST)
@@ -387,33 +676,58 @@ def prepare_work_dir(output: Path, manifest: dict, resume: bool, overwrite: bool
 
 def predict_file(model, input_path, output_path, text_column: str = "text", *, model_uri: str = "", model_version: str = "",
                  batch_size: int = 64, chunk_rows: int = 5000, detect_language: bool | None = None, resume: bool = False,
-                 overwrite: bool = False, progress=None) -> PredictSummary:
+                 overwrite: bool = False, progress=None, encoding: str = "utf-8", options: dict | None = None) -> PredictSummary:
     """Predict every row of `input_path` into `output_path` (formats from the extensions); see the module docstring.
 
     detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
-    every chunk.
+    every chunk. `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
+    parts are only resumed under the same input content, model and options.
     """
-    import pyarrow.parquet as pq
-
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise InferenceError(f"{input_path}: input file not found")
     in_fmt, out_fmt = file_format(input_path, "input"), file_format(output_path, "output")
     if chunk_rows < 1 or batch_size < 1:
         raise InferenceError("--chunk-size and --batch-size must be positive")
-    columns = input_columns(input_path, in_fmt)
+    if in_fmt != "csv" and codecs.lookup(_text_encoding(encoding)).name not in ("utf-8", "utf-8-sig"):
+        why = "JSON Lines are always UTF-8" if in_fmt == "jsonl" else "Parquet is binary"
+        raise InferenceError(f"--encoding applies to CSV input only ({input_path.name}: {why})")
+    columns = input_columns(input_path, in_fmt, encoding)
+    if not columns:
+        raise InferenceError(f"{input_path}: empty file (no records, no columns): nothing to predict")
     if text_column not in columns:
-        raise InferenceError(f"{input_path}: no column {text_column!r}; available columns: {', '.join(map(str, columns)) or '(none)'}"
+        raise InferenceError(f"{input_path}: no column {text_column!r}; available columns: {', '.join(map(str, columns))}"
                              " (choose one with --text-column)")
     has_language = any(c in columns for c in LANGUAGE_COLUMNS)
     detect = (not has_language) if detect_language is None else detect_language
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    work = prepare_work_dir(output_path, _manifest(input_path, model_uri, chunk_rows, text_column, detect), resume, overwrite)
+    lock = WorkLock(output_path)  # from here on, this run alone owns <output>.parts/ (taken before the long hash pass)
+    remove = False  # kept on a refused resume (the parts are another run's) and on interruption (they resume)
+    try:
+        digest = scan_input(input_path, in_fmt, encoding)
+        manifest = _manifest(input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, options or {})
+        work = prepare_work_dir(lock, manifest, resume, overwrite)
+        try:
+            summary = _predict_chunks(model, input_path, in_fmt, output_path, out_fmt, work, columns, text_column, model_uri,
+                                      model_version, batch_size, chunk_rows, detect, progress, encoding)
+        except InferenceError:
+            remove = True  # the input is unreadable past some point: its finished parts are worth nothing
+            raise
+        remove = True
+    finally:
+        lock.release(remove)
+    summary.input_sha256 = digest
+    return summary
+
+
+def _predict_chunks(model, input_path, in_fmt, output_path, out_fmt, work, columns, text_column, model_uri, model_version,
+                    batch_size, chunk_rows, detect, progress, encoding) -> PredictSummary:
+    import pyarrow.parquet as pq
 
     summary, start = PredictSummary(), time.perf_counter()
     delay = float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0)
     parts = []
-    for k, (df, read_errors) in enumerate(iter_chunks(input_path, in_fmt, chunk_rows)):
+    for k, (df, read_errors) in enumerate(iter_chunks(input_path, in_fmt, chunk_rows, encoding)):
         part = work / f"part-{k:06d}.parquet"
         parts.append(part)
         if part.exists():  # finished by an earlier, interrupted run
@@ -450,7 +764,6 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
         parts.append(work / "part-000000.parquet")
         _write_atomic_parquet(to_arrow(empty), parts[0])
     join_parts(parts, output_path, out_fmt)
-    shutil.rmtree(work)
     summary.seconds = time.perf_counter() - start
     return summary
 
