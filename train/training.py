@@ -40,14 +40,39 @@ def default_run_name(cfg: Config) -> str:
 
 
 def prepare_data(cfg: Config):
-    """Validate (fails on any error), filter and split. Returns (full_df, {train, val, eval})."""
-    from train.data import filter_statements, load_statements, make_splits
+    """Validate (fails on any error), filter and split. Returns (full_df, {train, val, eval}).
+
+    Everything that would make the run fail later, or finish with a meaningless model, fails here, before any MLflow
+    run exists: filter or hold-out values the data does not have, filters that leave no rows, empty splits and a
+    training set with a single class (a DataError with one problem each).
+    """
+    from train.data import DataError, Problem, filter_statements, load_statements, make_splits
 
     df = load_statements(cfg.data.paths)
     d = cfg.data
+    where = ", ".join(map(str, d.paths))
+
+    def problem(message):
+        return DataError(Problem(where, None, None, message))
+
+    for key, column in (("languages", "language"), ("exclude_languages", "language"), ("holdout_languages", "language"),
+                        ("speaker_groups", "speaker_group"), ("exclude_speaker_groups", "speaker_group"),
+                        ("holdout_speaker_groups", "speaker_group"), ("sources", "source")):
+        # a typo in a filter silently changes the experiment (an exclude that excludes nothing, a hold-out of nothing)
+        absent = sorted(set(getattr(d, key) or ()) - set(df[column]))
+        if absent:
+            raise problem(f"data.{key}={absent}: no rows have these values; valid: {', '.join(sorted(set(df[column])))}")
     df = filter_statements(df, languages=d.languages, exclude_languages=d.exclude_languages or None,
                            speaker_groups=d.speaker_groups, exclude_speaker_groups=d.exclude_speaker_groups or None, sources=d.sources)
-    parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+    if df.empty:
+        raise problem("the data.languages / speaker_groups / sources filters leave no rows")
+    try:
+        parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+    except ValueError as e:
+        raise problem(str(e)) from None
+    classes = parts["train"]["stance"].value_counts().to_dict()
+    if len(classes) < 2:
+        raise problem(f"the training set has a single class {classes}; a classifier needs at least two of {', '.join(LABELS)}")
     return df, parts
 
 
