@@ -170,14 +170,14 @@ def resolve_model(spec: str, download_to: Path) -> tuple[Path, str, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from train.tracking import setup_tracking
+    from train.tracking import describe_store, setup_tracking
 
     setup_tracking()
     try:
         path = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(download_to)))
         version = registered_version(spec)
     except MlflowException as e:
-        raise InferenceError(f"{spec}: cannot fetch the model from MLflow ({mlflow.get_tracking_uri()}): {e.message}") from e
+        raise InferenceError(f"{spec}: cannot fetch the model from the MLflow store {describe_store()}: {e.message}") from e
     return stance_dir_in(path), spec, version
 
 

@@ -196,14 +196,14 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from train.tracking import setup_tracking
+    from train.tracking import describe_store, setup_tracking
 
-    uri = setup_tracking()
+    setup_tracking()
     client = MlflowClient()
     try:
         run = client.get_run(run_id)
     except MlflowException as e:
-        raise CompareError(f"no run {run_id!r} in {uri}: {e.message}") from None
+        raise CompareError(f"no run {run_id!r} in the store {describe_store()}: {e.message}") from None
     m, p, t = run.data.metrics, run.data.params, run.data.tags
     exp = client.get_experiment(run.info.experiment_id)
     name = t.get("mlflow.runName", run_id)

@@ -21,7 +21,42 @@ PYFUNC_REQUIREMENTS = ["torch", "transformers", "tokenizers", "safetensors", "sc
 
 
 def store_dir() -> Path:
-    return Path(os.environ.get(STORE_DIR_ENV, "mlruns")).resolve()
+    """The local store's folder; the one place that decides it (see _locate_store for the order)."""
+    return _locate_store()[0]
+
+
+def _locate_store() -> tuple[Path, str]:
+    """(store folder, why that one). $STANCE_MLRUNS first; else the mlruns/ of the stance-lab checkout the working
+    directory lies in, so that a command started in a subdirectory (notebooks/, scripts/) finds the project's runs
+    instead of creating an empty store there; else the nearest existing mlruns/mlflow.db above; else ./mlruns."""
+    if os.environ.get(STORE_DIR_ENV):
+        return Path(os.environ[STORE_DIR_ENV]).resolve(), f"${STORE_DIR_ENV}"
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):
+        if _is_project_root(d):
+            return d / "mlruns", f"the stance-lab project at {d}" + ("" if d == cwd else f", above the working directory {cwd}")
+    for d in (cwd, *cwd.parents):
+        if (d / "mlruns" / "mlflow.db").is_file():
+            return d / "mlruns", f"the nearest existing store above the working directory {cwd}"
+    return cwd / "mlruns", f"no stance-lab project or store above the working directory {cwd}: a new store there"
+
+
+def _is_project_root(d: Path) -> bool:
+    import tomllib
+
+    try:
+        return tomllib.loads((d / "pyproject.toml").read_text(encoding="utf-8")).get("project", {}).get("name") == "stance-lab"
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def describe_store() -> str:
+    """Which store commands use and why, for messages such as "run not found"."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri != _local_uri():
+        return f"{uri} (from $MLFLOW_TRACKING_URI)"
+    path, why = _locate_store()
+    return f"{path / 'mlflow.db'} ({why})"
 
 
 def setup_tracking() -> str:
@@ -34,15 +69,34 @@ def setup_tracking() -> str:
     global _LOCAL_STORE
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     _LOCAL_STORE = not uri or uri == _local_uri()
-    if not uri:
-        store_dir().mkdir(parents=True, exist_ok=True)
+    if _LOCAL_STORE:
         uri = _local_uri()
+        _create_store_once(uri)
     mlflow.set_tracking_uri(uri)  # note: this also exports MLFLOW_TRACKING_URI to the environment
     # The registry follows the tracking URI by default; setting it here would export MLFLOW_REGISTRY_URI and pin it.
     return uri
 
 
 _LOCAL_STORE = False
+_CREATED: set[str] = set()
+
+
+def _create_store_once(uri: str) -> None:
+    """Create and migrate the sqlite store while holding a lock file in its folder. MLflow migrates a store that lacks
+    tables on first use, unlocked: two commands started at once on a fresh store both run the migrations on one
+    database, and one crashes. Under the lock the second one finds the tables there and only checks them."""
+    import fcntl
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if uri in _CREATED:
+        return
+    folder = store_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".create.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        SqlAlchemyStore(uri, (folder / "artifacts").as_uri()).engine.dispose()
+    _CREATED.add(uri)
 
 
 def _local_uri() -> str:
@@ -60,8 +114,16 @@ def get_experiment_id(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    from mlflow.exceptions import MlflowException
+
     location = (store_dir() / "artifacts").as_uri() if is_local_store() else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another command created it since we looked (two runs started at once)
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 class TrainingInterrupted(KeyboardInterrupt):
