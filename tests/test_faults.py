@@ -87,3 +87,75 @@ def test_outside_a_project_the_nearest_existing_store_is_used(tmp_path, monkeypa
     monkeypatch.delenv("STANCE_MLRUNS", raising=False)
     monkeypatch.chdir(tmp_path / "sub")
     assert tracking.store_dir() == tmp_path / "mlruns"
+
+
+# -- item 11: SIGTERM on `stance predict --log-mlflow`; a RUNNING run whose pid was reused ------------------------------
+
+SLOW_PREDICT = """
+import sys, time
+import train.cli_predict as cp
+from train.cli import app
+
+def slow(*a, **k):
+    print("predicting", flush=True)
+    time.sleep(600)
+
+cp._predict_local = slow
+app(["predict", "-m", "some-model", "-i", "in.csv", "-o", "out.csv", "--log-mlflow"])
+"""
+
+
+def test_sigterm_on_predict_ends_its_mlflow_run_killed(tmp_path):
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    store = tmp_path / "mlruns"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT], cwd=tmp_path, env=_env(STANCE_MLRUNS=str(store)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "predicting", proc.stderr.read()[-3000:]
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("stance-inference").experiment_id])
+    assert run.info.status == "KILLED" and "signal 15" in run.data.tags["stance.error"]
+    assert run.data.tags["stance.pid"] == str(proc.pid) and run.data.tags["stance.pid_start"]
+
+
+def test_running_run_of_a_reused_pid_is_reconciled(mlflow_store):
+    import socket
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from train import tracking
+
+    tracking.setup_tracking()
+    exp = tracking.get_experiment_id("test-exp")
+    # a live python process holds the pid now; the run's owner had the same pid but started at another time
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        start = tracking._pid_start(other.pid)
+        ids = {}
+        for name, pid_start in (("reused", str(int(start) - 100)), ("owner-alive", start)):
+            with mlflow.start_run(experiment_id=exp, run_name=name) as run:
+                mlflow.set_tags({"stance.pid": str(other.pid), "stance.host": socket.gethostname(), "stance.pid_start": pid_start})
+            MlflowClient().set_terminated(run.info.run_id, status="RUNNING")  # as a SIGKILLed owner would leave it
+            ids[name] = run.info.run_id
+        assert tracking.reconcile_stale_runs(exp) == [ids["reused"]]
+        assert MlflowClient().get_run(ids["reused"]).info.status == "FAILED"
+        assert MlflowClient().get_run(ids["owner-alive"]).info.status == "RUNNING"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_training_runs_record_the_process_start_time():
+    from train import tracking
+
+    tags = tracking.process_tags()
+    assert tags["stance.pid"] == str(os.getpid()) and tags["stance.pid_start"] == tracking._pid_start(os.getpid()) != ""

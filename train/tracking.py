@@ -171,6 +171,21 @@ def git_info() -> dict[str, str]:
     return {"git.commit": commit or "unknown", "git.dirty": str(bool(dirty)).lower() if commit else "unknown"}
 
 
+def process_tags() -> dict[str, str]:
+    """Who owns a run while it is RUNNING: reconcile_stale_runs closes it once that process is gone. The start time
+    tells the owner from a later process that was given the same pid."""
+    return {"stance.pid": str(os.getpid()), "stance.host": socket.gethostname(), "stance.pid_start": _pid_start(os.getpid())}
+
+
+def _pid_start(pid: int) -> str:
+    """The process's start time in clock ticks after boot (/proc/<pid>/stat field 22); "" where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # after the command name (which may hold spaces), field 3 is index 0
+
+
 def reconcile_stale_runs(experiment_id: str) -> list[str]:
     """Runs left RUNNING by a process that is gone (SIGKILL, power loss) are marked FAILED, never left running."""
     from mlflow.tracking import MlflowClient
@@ -180,7 +195,7 @@ def reconcile_stale_runs(experiment_id: str) -> list[str]:
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200):
         tags = run.data.tags
         pid, host = tags.get("stance.pid"), tags.get("stance.host")
-        if not pid or host != socket.gethostname() or _pid_alive(int(pid)):
+        if not pid or host != socket.gethostname() or _pid_alive(int(pid), tags.get("stance.pid_start", "")):
             continue
         client.set_tag(run.info.run_id, "stance.error", f"process {pid} ended without closing the run (killed?)")
         client.set_terminated(run.info.run_id, status="FAILED")
@@ -188,7 +203,10 @@ def reconcile_stale_runs(experiment_id: str) -> list[str]:
     return fixed
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, start: str = "") -> bool:
+    """Whether the process that started the run (pid, and its start time when recorded) still runs."""
+    if start and _pid_start(pid):
+        return _pid_start(pid) == start  # same pid, other start time: the pid was reused
     if pid == os.getpid():
         return True
     try:
@@ -197,7 +215,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # a zombie or a reused pid of another program: compare the command line when we can
+    # a zombie or a reused pid of another program (runs logged before stance.pid_start): compare the command line
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         return b"stance" in cmd or b"python" in cmd

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -300,7 +298,7 @@ def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
 
     langs = sorted(set(parts["train"]["language"]))
     tags = {
-        "stance.pid": str(os.getpid()), "stance.host": socket.gethostname(), "stance.config_digest": digest,
+        **tracking.process_tags(), "stance.config_digest": digest,
         "stance.output_dir": str(out_dir), "model_family": model_family(cfg), "model_kind": cfg.model.kind,
         "languages": ",".join(langs), "eval_languages": ",".join(sorted(set(parts["eval"]["language"]))),
         "eval_split": "holdout" if (cfg.data.holdout_languages or cfg.data.holdout_speaker_groups) else cfg.data.eval_split,
