@@ -159,3 +159,74 @@ def test_training_runs_record_the_process_start_time():
 
     tags = tracking.process_tags()
     assert tags["stance.pid"] == str(os.getpid()) and tags["stance.pid_start"] == tracking._pid_start(os.getpid()) != ""
+
+
+# -- item 9: a partial checkpoint beside a good one ----------------------------------------------------------------
+
+def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch, capsys):
+    import shutil
+
+    import pytest
+    from transformers import TrainerCallback
+
+    import train.training as training
+    from tests.conftest import tiny_overrides, tracking_client
+    from tests.test_training import _with_extra_callback
+    from train.config import load_config
+    from train.training import TrainingInterrupted, run_training
+
+    armed = {"on": True}
+
+    class StopAfterFirstEpoch(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kw):
+            if armed["on"] and state.epoch and state.epoch >= 1:
+                raise TrainingInterrupted("simulated interrupt")
+
+    monkeypatch.setattr(training, "fit_transformer", _with_extra_callback(training.fit_transformer, StopAfterFirstEpoch()))
+    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0}))
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, quiet=True)
+    client = tracking_client()
+    (run,) = client.search_runs([client.get_experiment_by_name("test-exp").experiment_id])
+    out = Path(run.data.tags["stance.output_dir"])
+    (good,) = out.glob("checkpoint-*")
+    # SIGKILL while the Trainer saved the next checkpoint: weights written, optimizer half written, no trainer_state.json
+    partial = out / f"checkpoint-{2 * int(good.name.split('-')[1])}"
+    partial.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        if (good / name).exists():
+            shutil.copy(good / name, partial / name)
+    (partial / "optimizer.pt").write_bytes((good / "optimizer.pt").read_bytes()[:100])
+    assert training._complete_checkpoints(out) == [good]
+
+    armed["on"] = False
+    capsys.readouterr()
+    rid = run_training(cfg, resume=True, quiet=True)
+    err = capsys.readouterr().err
+    assert rid == run.info.run_id and client.get_run(rid).info.status == "FINISHED"
+    assert f"continuing from {good}" in err and f"{partial} is incomplete" in err
+    assert [h.step for h in client.get_metric_history(rid, "train_loss")] == [1, 2, 3]  # epoch 1 was not trained again
+    assert list(out.glob(f"incomplete-{partial.name}-*"))
+
+
+def test_only_complete_checkpoints_count(tmp_path):
+    from train import training
+
+    def ckpt(name, files):
+        d = tmp_path / name
+        d.mkdir()
+        for f in files:
+            (d / f).write_text("{}" if f.endswith(".json") else "x")
+        return d
+
+    full = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth", "model.safetensors")
+    a, b = ckpt("checkpoint-10", full), ckpt("checkpoint-9", full)
+    ckpt("checkpoint-20", full[1:])  # no trainer_state.json
+    ckpt("checkpoint-30", full[:-1])  # no weights
+    bad = ckpt("checkpoint-40", full)
+    (bad / "trainer_state.json").write_text('{"global_step": ')  # cut off mid-write
+    assert training._complete_checkpoints(tmp_path) == [b, a] and training._has_checkpoint(tmp_path)
+    assert training._resume_checkpoint(tmp_path) == str(a)
+    assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("incomplete-*")) == [
+        "incomplete-checkpoint-20", "incomplete-checkpoint-30", "incomplete-checkpoint-40"]
+    assert not training._has_checkpoint(tmp_path / "nothing-here") and training._resume_checkpoint(tmp_path / "nothing-here") is None

@@ -181,14 +181,57 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
                       data_collator=DataCollatorWithPadding(model.tokenizer, pad_to_multiple_of=8),
                       compute_metrics=metrics_fn if eval_ds is not None else None, callbacks=cbs,
                       optimizers=(optimizer, scheduler))
-    trainer.train(resume_from_checkpoint=bool(resume) and _has_checkpoint(output_dir))
+    trainer.train(resume_from_checkpoint=_resume_checkpoint(output_dir) if resume else None)
     model.device, model.dtype = device, dtype
     model.module.eval()
     return model
 
 
+# What the Trainer reads to resume (trainer_state.json is written last), and one of the weight files it may write.
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth")
+CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _complete_checkpoints(output_dir) -> list[Path]:
+    """checkpoint-N folders the Trainer can resume from, oldest first. A process killed while the Trainer was saving
+    leaves a folder that lacks some of these files; the Trainer's own choice (the highest N) would pick it and fail."""
+    found = []
+    for d in Path(output_dir).glob("checkpoint-*"):
+        if not (d.name.removeprefix("checkpoint-").isdigit() and d.is_dir()):
+            continue
+        if not all((d / f).is_file() and (d / f).stat().st_size for f in CHECKPOINT_FILES):
+            continue
+        if not any((d / f).is_file() for f in CHECKPOINT_WEIGHTS):
+            continue
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append(d)
+    return sorted(found, key=lambda d: int(d.name.removeprefix("checkpoint-")))
+
+
 def _has_checkpoint(output_dir) -> bool:
-    return any(Path(output_dir).glob("checkpoint-*"))
+    return bool(_complete_checkpoints(output_dir))
+
+
+def _resume_checkpoint(output_dir) -> str | None:
+    """The newest complete checkpoint, said out loud; None (train from scratch, also said) when there is none.
+
+    Incomplete checkpoint folders are renamed incomplete-checkpoint-N-<time>, not deleted (kept for inspection): the Trainer
+    would otherwise save into or rotate them as if they were checkpoints.
+    """
+    complete = _complete_checkpoints(output_dir)
+    for d in sorted(set(Path(output_dir).glob("checkpoint-*")) - set(complete)):
+        if d.is_dir():
+            aside = d.with_name(f"incomplete-{d.name}-{int(time.time())}")
+            d.rename(aside)
+            print(f"resume: {d} is incomplete (interrupted while saving?); moved aside to {aside.name}", file=sys.stderr)
+    if not complete:
+        print(f"resume: no complete checkpoint in {output_dir}; training from scratch", file=sys.stderr)
+        return None
+    print(f"resume: continuing from {complete[-1]}", file=sys.stderr)
+    return str(complete[-1])
 
 
 def mlflow_epoch_logger():
