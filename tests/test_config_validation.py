@@ -89,10 +89,22 @@ def test_cli_filter_values_absent_from_data(tiny_corpus, tiny_model_dir, mlflow_
 def test_cli_filters_leaving_no_rows(tiny_corpus, tiny_model_dir, mlflow_store):
     result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.languages=[en]", "data.exclude_languages=[en]")
     assert result.exit_code == 1
-    assert "leave no rows" in error_line(result)
+    line = error_line(result)
+    assert "leave no rows" in line and "data.languages=['en'], data.exclude_languages=['en']" in line
 
 
 def test_cli_holdout_of_every_language_leaves_no_training_rows(tiny_corpus, tiny_model_dir, mlflow_store):
     result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.holdout_languages=[en, ru, tr]")
     assert result.exit_code == 1
     assert "'train' set is empty" in error_line(result)
+
+
+def test_hub_id_that_cannot_be_fetched_offline(monkeypatch, tmp_path):
+    from train.config import check_model_source
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = load_config(None, ["model.name=someorg/no-such-encoder"])
+    with pytest.raises(ConfigError, match=r"model.name: 'someorg/no-such-encoder' is neither a local directory nor in the Hugging Face cache"):
+        check_model_source(cfg)
+    check_model_source(load_config(None, ["model.name=someorg/no-such-encoder", "model.kind=baseline"]))  # the baseline has no encoder

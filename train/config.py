@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -250,6 +251,12 @@ def check_model_source(cfg: Config) -> None:
     if local or not name.strip():
         raise ConfigError(f"model.name: {name!r} is not an existing model directory; valid: a local directory with "
                           f"config.json, or a Hugging Face Hub id ('name' or 'org/name')")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ConfigError(f"model.name: {name!r} is neither a local directory nor in the Hugging Face cache, and "
+                              f"HF_HUB_OFFLINE is set; valid: a local directory with config.json, or a cached Hub id")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -63,7 +63,9 @@ def prepare_data(cfg: Config):
     df = filter_statements(df, languages=d.languages, exclude_languages=d.exclude_languages or None,
                            speaker_groups=d.speaker_groups, exclude_speaker_groups=d.exclude_speaker_groups or None, sources=d.sources)
     if df.empty:
-        raise problem("the data.languages / speaker_groups / sources filters leave no rows")
+        used = [f"data.{k}={getattr(d, k)}" for k in ("languages", "exclude_languages", "speaker_groups", "exclude_speaker_groups", "sources")
+                if getattr(d, k)]
+        raise problem(f"{', '.join(used)} leave no rows; valid: filters that keep at least one language, group and source")
     try:
         parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
     except ValueError as e:
