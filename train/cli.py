@@ -73,7 +73,7 @@ def train_cmd(
     bootstrap_model: bool = typer.Option(True, help="Bootstrap the offline encoder first if the config needs it and it is missing."),
 ):
     """Train one model from a config and log the run to MLflow."""
-    from train.config import ConfigError, load_config
+    from train.config import ConfigError, check_model_source, load_config
 
     overrides = list(ctx.args)
     if run_id and not resume:
@@ -82,10 +82,11 @@ def train_cmd(
         fail("--resume continues one interrupted run; it cannot be combined with --seeds (resume each seed's run with --run-id)")
     try:
         cfg = load_config(config, overrides)
+        if cfg.model.kind == "transformer" and bootstrap_model:
+            _ensure_offline_model(cfg.model.name)
+        check_model_source(cfg)  # after the bootstrap, which creates the default model directory
     except ConfigError as e:
         fail(str(e))
-    if cfg.model.kind == "transformer" and bootstrap_model:
-        _ensure_offline_model(cfg.model.name)
     from train.data import DataError
     from train.training import ResumeError, VerificationFailed
 
@@ -103,6 +104,8 @@ def train_cmd(
     except VerificationFailed as e:
         fail(str(e), 1)
     except DataError as e:
+        if len(e.problems) == 1:
+            fail(str(e.problems[0]), 1)
         for problem in e.problems:
             typer.echo(str(problem), err=True)
         fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)

@@ -205,14 +205,14 @@ def resolve_model(spec: str, download_to: Path) -> tuple[Path, str, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from train.tracking import setup_tracking
+    from train.tracking import describe_store, setup_tracking
 
     setup_tracking()
     try:
         path = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(download_to)))
         version = registered_version(spec)
     except MlflowException as e:
-        raise InferenceError(f"{spec}: cannot fetch the model from MLflow ({mlflow.get_tracking_uri()}): {e.message}") from e
+        raise InferenceError(f"{spec}: cannot fetch the model from the MLflow store {describe_store()}: {e.message}") from e
     return stance_dir_in(path), spec, version
 
 
@@ -289,23 +289,49 @@ def _hms(seconds: float) -> str:
 
 # -- MLflow logging of the run ------------------------------------------------------------------------------------------
 
+_sigterm_before: list = []  # the SIGTERM handler _start_mlflow_run replaced
+
+
+def _raise_on_sigterm(signum, frame):
+    from train.tracking import TrainingInterrupted
+
+    raise TrainingInterrupted(f"received signal {signum}")
+
+
 def _start_mlflow_run(model, input, output, text_column, chunk_size, engine, backend="torch", int8=False):
+    import signal
+
     import mlflow
 
-    from train.tracking import get_experiment_id, git_info, setup_tracking
+    from train.tracking import get_experiment_id, git_info, process_tags, reconcile_stale_runs, setup_tracking
 
     setup_tracking()
-    run = mlflow.start_run(experiment_id=get_experiment_id(INFERENCE_EXPERIMENT), run_name=f"predict-{Path(input).stem}")
+    exp_id = get_experiment_id(INFERENCE_EXPERIMENT)
+    reconcile_stale_runs(exp_id)
+    # SIGTERM (what schedulers send) would end the process with the run left RUNNING: raise instead, so that
+    # predict_cmd closes the run KILLED as on Ctrl-C (as tracking.closing_run does for training); _end_mlflow_run undoes it
+    _sigterm_before.append(signal.signal(signal.SIGTERM, _raise_on_sigterm))
+    run = mlflow.start_run(experiment_id=exp_id, run_name=f"predict-{Path(input).stem}")
     mlflow.log_params({"model": model, "input": str(Path(input).resolve()), "output": str(Path(output).resolve()),
                        "text_column": text_column, "chunk_size": chunk_size, "engine": engine,
                        "backend": backend, "int8": int8})
-    mlflow.set_tags(git_info())
+    mlflow.set_tags({**git_info(), **process_tags()})
     return run
 
 
 def _end_mlflow_run(run, result, status: str, error: str | None = None) -> None:
     if run is None:
         return
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not leave the run half closed
+    try:
+        _close_mlflow_run(result, status, error)
+    finally:
+        signal.signal(signal.SIGTERM, _sigterm_before.pop() if _sigterm_before else signal.SIG_DFL)
+
+
+def _close_mlflow_run(result, status: str, error: str | None) -> None:
     import mlflow
 
     if error:

@@ -75,23 +75,40 @@ def config_names(runs: pd.DataFrame) -> pd.Series:
     return out
 
 
+def seed_keys(runs: pd.DataFrame) -> pd.Series:
+    """The seed each run trained with: its train.seed param, else its `seed` tag, else the run name's -s<seed> suffix.
+    A run with none of them (hand-made, a sweep's parent) is its own key, so it is never merged with another."""
+    def col(name):
+        return runs[name] if name in runs else pd.Series([None] * len(runs), index=runs.index, dtype=object)
+
+    suffix = col("tags.mlflow.runName").map(lambda n: m.group(1) if isinstance(n, str) and (m := re.search(r"-s(\d+)$", n)) else None)
+    return col("params.train.seed").fillna(col("tags.seed")).fillna(suffix).fillna("run:" + runs["run_id"])
+
+
 def leaderboard(runs: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
-    """One row per configuration: seeds, metric mean/std over seeds, per-language macro-F1 means, train time, run ids."""
+    """One row per configuration: seeds, metric mean/std over seeds, per-language macro-F1 means, train time, run ids.
+
+    Statistics are over distinct seeds: a seed trained again (a rerun, the same config re-trained) is one sample, not
+    several identical ones that would shrink the std to 0. Its latest finished run stands for it; `n_runs` counts all
+    runs, `run_ids` lists the ones used.
+    """
     col = f"metrics.{metric}"
     if runs.empty:
         return pd.DataFrame()
     if col not in runs:
         known = sorted(c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.") and not c.startswith("metrics.val_"))
         raise CompareError(f"no run has a metric {metric!r}; metrics: {', '.join(known)}")
-    runs = runs.assign(_config=config_names(runs))
+    runs = runs.assign(_config=config_names(runs), _seed=seed_keys(runs))
     lang_cols = sorted(c for c in runs.columns if c.startswith("metrics.macro_f1_lang_"))
     rows = []
-    for name, g in runs.groupby("_config", sort=False):
+    for name, every in runs.groupby("_config", sort=False):
+        g = every.sort_values("start_time", kind="stable").groupby("_seed", sort=False).tail(1) if "start_time" in every else every.drop_duplicates("_seed", keep="last")
         values = g[col].dropna()
         row = {
             "config": name,
             "model_family": _first(g, "tags.model_family"),
             "n_seeds": len(g),
+            "n_runs": len(every),
             f"{metric}_mean": values.mean() if len(values) else math.nan,
             f"{metric}_std": values.std(ddof=1) if len(values) > 1 else math.nan,  # sample std over seeds
         }
@@ -121,7 +138,8 @@ def display_frame(board: pd.DataFrame, metric: str = "macro_f1", short_ids: bool
     """The leaderboard as strings for people: mean ± std in one column, seconds rounded, run ids shortened."""
     if board.empty:
         return board
-    out = pd.DataFrame({"config": board["config"], "model": board["model_family"], "seeds": board["n_seeds"]})
+    seeds = [str(s) if s == r else f"{s} ({r} runs)" for s, r in zip(board["n_seeds"], board.get("n_runs", board["n_seeds"]))]
+    out = pd.DataFrame({"config": board["config"], "model": board["model_family"], "seeds": seeds})
     out[metric] = [(_fmt(m) + (f" ± {_fmt(s)}" if not math.isnan(s) else "")) for m, s in zip(board[f"{metric}_mean"], board[f"{metric}_std"])]
     for c in board.columns:
         if c.startswith("macro_f1_lang_"):
@@ -148,10 +166,12 @@ def format_leaderboard(board: pd.DataFrame, metric: str = "macro_f1", fmt: str =
     shown = display_frame(board, metric, short_ids=fmt == "table")
     if board.empty:
         return "no finished runs\n"
+    repeated = "n_runs" in board and (board["n_runs"] > board["n_seeds"]).any()
+    note = "\n(N runs): a seed was trained more than once; only its latest run counts, once.\n" if repeated else ""
     if fmt == "markdown":
-        return markdown_table(shown)
+        return markdown_table(shown) + note
     if fmt == "table":
-        return shown.to_string(index=False) + "\n"
+        return shown.to_string(index=False) + "\n" + note
     raise CompareError(f"unknown format {fmt!r}: use table, markdown or csv")
 
 
@@ -176,14 +196,14 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from train.tracking import setup_tracking
+    from train.tracking import describe_store, setup_tracking
 
-    uri = setup_tracking()
+    setup_tracking()
     client = MlflowClient()
     try:
         run = client.get_run(run_id)
     except MlflowException as e:
-        raise CompareError(f"no run {run_id!r} in {uri}: {e.message}") from None
+        raise CompareError(f"no run {run_id!r} in the store {describe_store()}: {e.message}") from None
     m, p, t = run.data.metrics, run.data.params, run.data.tags
     exp = client.get_experiment(run.info.experiment_id)
     name = t.get("mlflow.runName", run_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -204,14 +205,61 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
+# Ranges torch, scikit-learn and numpy would reject (or silently misuse) only later, inside a run: checked here so that a
+# bad value costs one line, not a FAILED run or a FINISHED one that learned nothing. key -> (test, what is valid).
+RANGES = {
+    "train.lr": (lambda v: v > 0, "a number > 0"),
+    "train.head_lr": (lambda v: v is None or v > 0, "a number > 0, or null (same as train.lr)"),
+    "train.eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "train.weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "train.label_smoothing": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "train.seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),  # numpy's seed range
+    "train.freeze_layers": (lambda v: v >= 0, "an integer >= 0"),
+    "train.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0: off)"),
+    "train.threads": (lambda v: v >= 0, "an integer >= 0 (0: one per core)"),
+    "model.dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "model.C": (lambda v: v > 0, "a number > 0"),
+    "model.max_features": (lambda v: v is None or v >= 1, "an integer >= 1, or null (no limit)"),
+    "model.ngram_min": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
 def _check_consistency(cfg: Config) -> None:
     t = cfg.train
     if t.epochs < 1 or t.batch_size < 1 or t.max_length < 8:
         raise ConfigError("train.epochs and train.batch_size must be >= 1 and train.max_length >= 8")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
+    for key, (ok, valid) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise ConfigError(f"{key}: {value!r} is out of range; valid: {valid}")
     if cfg.model.ngram_min > cfg.model.ngram_max:
         raise ConfigError("model.ngram_min must not exceed model.ngram_max")
+
+
+def check_model_source(cfg: Config) -> None:
+    """A transformer's model.name must be an existing directory or something the Hugging Face Hub can resolve.
+
+    Not part of load_config: `stance train` calls it after it bootstraps the default offline encoder. A name that can
+    only be a local path (absolute, ./ ../ ~, more than one '/', or below an existing directory such as models/) and
+    does not exist would otherwise surface deep in transformers as "Repo id must be in the form ...".
+    """
+    name = cfg.model.name
+    if cfg.model.kind != "transformer" or Path(name).expanduser().is_dir():
+        return
+    first = Path(name).parts[0] if Path(name).parts else ""
+    local = (name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or (name.count("/") == 1 and Path(first).is_dir()))
+    if local or not name.strip():
+        raise ConfigError(f"model.name: {name!r} is not an existing model directory; valid: a local directory with "
+                          f"config.json, or a Hugging Face Hub id ('name' or 'org/name')")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ConfigError(f"model.name: {name!r} is neither a local directory nor in the Hugging Face cache, and "
+                              f"HF_HUB_OFFLINE is set; valid: a local directory with config.json, or a cached Hub id")
 
 
 def to_dict(cfg: Config) -> dict:

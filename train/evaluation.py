@@ -11,7 +11,6 @@ import dataclasses
 import math
 import os
 import re
-import socket
 import tempfile
 from pathlib import Path
 
@@ -66,7 +65,7 @@ def _parent_tags(cfg: Config, parts: dict, seeds: list[int], config_path: str | 
 
     held = cfg.data.holdout_languages + cfg.data.holdout_speaker_groups
     tags = {
-        "stance.parent": "true", "stance.pid": str(os.getpid()), "stance.host": socket.gethostname(),
+        "stance.parent": "true", **tracking.process_tags(),
         "model_family": model_family(cfg), "model_kind": cfg.model.kind,
         "languages": ",".join(sorted(set(parts["train"]["language"]))),
         "eval_languages": ",".join(sorted(set(parts["eval"]["language"]))),

@@ -21,7 +21,42 @@ PYFUNC_REQUIREMENTS = ["torch", "transformers", "tokenizers", "safetensors", "sc
 
 
 def store_dir() -> Path:
-    return Path(os.environ.get(STORE_DIR_ENV, "mlruns")).resolve()
+    """The local store's folder; the one place that decides it (see _locate_store for the order)."""
+    return _locate_store()[0]
+
+
+def _locate_store() -> tuple[Path, str]:
+    """(store folder, why that one). $STANCE_MLRUNS first; else the mlruns/ of the stance-lab checkout the working
+    directory lies in, so that a command started in a subdirectory (notebooks/, scripts/) finds the project's runs
+    instead of creating an empty store there; else the nearest existing mlruns/mlflow.db above; else ./mlruns."""
+    if os.environ.get(STORE_DIR_ENV):
+        return Path(os.environ[STORE_DIR_ENV]).resolve(), f"${STORE_DIR_ENV}"
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):
+        if _is_project_root(d):
+            return d / "mlruns", f"the stance-lab project at {d}" + ("" if d == cwd else f", above the working directory {cwd}")
+    for d in (cwd, *cwd.parents):
+        if (d / "mlruns" / "mlflow.db").is_file():
+            return d / "mlruns", f"the nearest existing store above the working directory {cwd}"
+    return cwd / "mlruns", f"no stance-lab project or store above the working directory {cwd}: a new store there"
+
+
+def _is_project_root(d: Path) -> bool:
+    import tomllib
+
+    try:
+        return tomllib.loads((d / "pyproject.toml").read_text(encoding="utf-8")).get("project", {}).get("name") == "stance-lab"
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def describe_store() -> str:
+    """Which store commands use and why, for messages such as "run not found"."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri != _local_uri():
+        return f"{uri} (from $MLFLOW_TRACKING_URI)"
+    path, why = _locate_store()
+    return f"{path / 'mlflow.db'} ({why})"
 
 
 def setup_tracking() -> str:
@@ -34,15 +69,34 @@ def setup_tracking() -> str:
     global _LOCAL_STORE
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     _LOCAL_STORE = not uri or uri == _local_uri()
-    if not uri:
-        store_dir().mkdir(parents=True, exist_ok=True)
+    if _LOCAL_STORE:
         uri = _local_uri()
+        _create_store_once(uri)
     mlflow.set_tracking_uri(uri)  # note: this also exports MLFLOW_TRACKING_URI to the environment
     # The registry follows the tracking URI by default; setting it here would export MLFLOW_REGISTRY_URI and pin it.
     return uri
 
 
 _LOCAL_STORE = False
+_CREATED: set[str] = set()
+
+
+def _create_store_once(uri: str) -> None:
+    """Create and migrate the sqlite store while holding a lock file in its folder. MLflow migrates a store that lacks
+    tables on first use, unlocked: two commands started at once on a fresh store both run the migrations on one
+    database, and one crashes. Under the lock the second one finds the tables there and only checks them."""
+    import fcntl
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if uri in _CREATED:
+        return
+    folder = store_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".create.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        SqlAlchemyStore(uri, (folder / "artifacts").as_uri()).engine.dispose()
+    _CREATED.add(uri)
 
 
 def _local_uri() -> str:
@@ -60,8 +114,16 @@ def get_experiment_id(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    from mlflow.exceptions import MlflowException
+
     location = (store_dir() / "artifacts").as_uri() if is_local_store() else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another command created it since we looked (two runs started at once)
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -109,6 +171,21 @@ def git_info() -> dict[str, str]:
     return {"git.commit": commit or "unknown", "git.dirty": str(bool(dirty)).lower() if commit else "unknown"}
 
 
+def process_tags() -> dict[str, str]:
+    """Who owns a run while it is RUNNING: reconcile_stale_runs closes it once that process is gone. The start time
+    tells the owner from a later process that was given the same pid."""
+    return {"stance.pid": str(os.getpid()), "stance.host": socket.gethostname(), "stance.pid_start": _pid_start(os.getpid())}
+
+
+def _pid_start(pid: int) -> str:
+    """The process's start time in clock ticks after boot (/proc/<pid>/stat field 22); "" where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # after the command name (which may hold spaces), field 3 is index 0
+
+
 def reconcile_stale_runs(experiment_id: str) -> list[str]:
     """Runs left RUNNING by a process that is gone (SIGKILL, power loss) are marked FAILED, never left running."""
     from mlflow.tracking import MlflowClient
@@ -118,7 +195,7 @@ def reconcile_stale_runs(experiment_id: str) -> list[str]:
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200):
         tags = run.data.tags
         pid, host = tags.get("stance.pid"), tags.get("stance.host")
-        if not pid or host != socket.gethostname() or _pid_alive(int(pid)):
+        if not pid or host != socket.gethostname() or _pid_alive(int(pid), tags.get("stance.pid_start", "")):
             continue
         client.set_tag(run.info.run_id, "stance.error", f"process {pid} ended without closing the run (killed?)")
         client.set_terminated(run.info.run_id, status="FAILED")
@@ -126,7 +203,10 @@ def reconcile_stale_runs(experiment_id: str) -> list[str]:
     return fixed
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, start: str = "") -> bool:
+    """Whether the process that started the run (pid, and its start time when recorded) still runs."""
+    if start and _pid_start(pid):
+        return _pid_start(pid) == start  # same pid, other start time: the pid was reused
     if pid == os.getpid():
         return True
     try:
@@ -135,7 +215,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # a zombie or a reused pid of another program: compare the command line when we can
+    # a zombie or a reused pid of another program (runs logged before stance.pid_start): compare the command line
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         return b"stance" in cmd or b"python" in cmd
@@ -215,7 +295,6 @@ def log_scored_rows(eval_df, proba: np.ndarray, prefix: str = "eval") -> None:
     """The evaluation rows with the exact probabilities the run computed (float32, not rounded): what
     `stance runs verify` re-scores the logged model on and compares against, even after labeled/ has changed."""
     import mlflow
-    import pandas as pd
 
     cols = [c for c in ("id", "text", "language", "speaker_group", "stance") if c in eval_df.columns]
     table = eval_df[cols].reset_index(drop=True).copy()

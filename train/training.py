@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -42,14 +40,41 @@ def default_run_name(cfg: Config) -> str:
 
 
 def prepare_data(cfg: Config):
-    """Validate (fails on any error), filter and split. Returns (full_df, {train, val, eval})."""
-    from train.data import filter_statements, load_statements, make_splits
+    """Validate (fails on any error), filter and split. Returns (full_df, {train, val, eval}).
+
+    Everything that would make the run fail later, or finish with a meaningless model, fails here, before any MLflow
+    run exists: filter or hold-out values the data does not have, filters that leave no rows, empty splits and a
+    training set with a single class (a DataError with one problem each).
+    """
+    from train.data import DataError, Problem, filter_statements, load_statements, make_splits
 
     df = load_statements(cfg.data.paths)
     d = cfg.data
+    where = ", ".join(map(str, d.paths))
+
+    def problem(message):
+        return DataError(Problem(where, None, None, message))
+
+    for key, column in (("languages", "language"), ("exclude_languages", "language"), ("holdout_languages", "language"),
+                        ("speaker_groups", "speaker_group"), ("exclude_speaker_groups", "speaker_group"),
+                        ("holdout_speaker_groups", "speaker_group"), ("sources", "source")):
+        # a typo in a filter silently changes the experiment (an exclude that excludes nothing, a hold-out of nothing)
+        absent = sorted(set(getattr(d, key) or ()) - set(df[column]))
+        if absent:
+            raise problem(f"data.{key}={absent}: no rows have these values; valid: {', '.join(sorted(set(df[column])))}")
     df = filter_statements(df, languages=d.languages, exclude_languages=d.exclude_languages or None,
                            speaker_groups=d.speaker_groups, exclude_speaker_groups=d.exclude_speaker_groups or None, sources=d.sources)
-    parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+    if df.empty:
+        used = [f"data.{k}={getattr(d, k)}" for k in ("languages", "exclude_languages", "speaker_groups", "exclude_speaker_groups", "sources")
+                if getattr(d, k)]
+        raise problem(f"{', '.join(used)} leave no rows; valid: filters that keep at least one language, group and source")
+    try:
+        parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+    except ValueError as e:
+        raise problem(str(e)) from None
+    classes = parts["train"]["stance"].value_counts().to_dict()
+    if len(classes) < 2:
+        raise problem(f"the training set has a single class {classes}; a classifier needs at least two of {', '.join(LABELS)}")
     return df, parts
 
 
@@ -165,7 +190,7 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
     hook = model.module.backbone.register_forward_hook(
         lambda mod, args, out: seen.append(str(next(v for v in out.values() if torch.is_tensor(v)).dtype).removeprefix("torch.")) if not seen else None)
     try:
-        trainer.train(resume_from_checkpoint=bool(resume) and _has_checkpoint(output_dir))
+        trainer.train(resume_from_checkpoint=_resume_checkpoint(output_dir) if resume else None)
     finally:
         hook.remove()
     model.train_compute_dtype = seen[0] if seen else "unknown"
@@ -174,8 +199,51 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, t, output_dir
     return model
 
 
+# What the Trainer reads to resume (trainer_state.json is written last), and one of the weight files it may write.
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth")
+CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _complete_checkpoints(output_dir) -> list[Path]:
+    """checkpoint-N folders the Trainer can resume from, oldest first. A process killed while the Trainer was saving
+    leaves a folder that lacks some of these files; the Trainer's own choice (the highest N) would pick it and fail."""
+    found = []
+    for d in Path(output_dir).glob("checkpoint-*"):
+        if not (d.name.removeprefix("checkpoint-").isdigit() and d.is_dir()):
+            continue
+        if not all((d / f).is_file() and (d / f).stat().st_size for f in CHECKPOINT_FILES):
+            continue
+        if not any((d / f).is_file() for f in CHECKPOINT_WEIGHTS):
+            continue
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append(d)
+    return sorted(found, key=lambda d: int(d.name.removeprefix("checkpoint-")))
+
+
 def _has_checkpoint(output_dir) -> bool:
-    return any(Path(output_dir).glob("checkpoint-*"))
+    return bool(_complete_checkpoints(output_dir))
+
+
+def _resume_checkpoint(output_dir) -> str | None:
+    """The newest complete checkpoint, said out loud; None (train from scratch, also said) when there is none.
+
+    Incomplete checkpoint folders are renamed incomplete-checkpoint-N-<time>, not deleted (kept for inspection): the Trainer
+    would otherwise save into or rotate them as if they were checkpoints.
+    """
+    complete = _complete_checkpoints(output_dir)
+    for d in sorted(set(Path(output_dir).glob("checkpoint-*")) - set(complete)):
+        if d.is_dir():
+            aside = d.with_name(f"incomplete-{d.name}-{int(time.time())}")
+            d.rename(aside)
+            print(f"resume: {d} is incomplete (interrupted while saving?); moved aside to {aside.name}", file=sys.stderr)
+    if not complete:
+        print(f"resume: no complete checkpoint in {output_dir}; training from scratch", file=sys.stderr)
+        return None
+    print(f"resume: continuing from {complete[-1]}", file=sys.stderr)
+    return str(complete[-1])
 
 
 def mlflow_epoch_logger():
@@ -356,7 +424,7 @@ def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
 
     langs = sorted(set(parts["train"]["language"]))
     tags = {
-        "stance.pid": str(os.getpid()), "stance.host": socket.gethostname(), "stance.config_digest": digest,
+        **tracking.process_tags(), "stance.config_digest": digest,
         "stance.output_dir": str(out_dir), "model_family": model_family(cfg), "model_kind": cfg.model.kind,
         "languages": ",".join(langs), "eval_languages": ",".join(sorted(set(parts["eval"]["language"]))),
         "eval_split": "holdout" if (cfg.data.holdout_languages or cfg.data.holdout_speaker_groups) else cfg.data.eval_split,

@@ -148,7 +148,9 @@ def ui_cmd(
     """Start the MLflow UI on this project's runs; Ctrl-C stops it."""
     try:
         with _serve(port, host, timeout=120, log=None) as (url, proc):
-            typer.echo(f"MLflow UI: {url}  (Ctrl-C to stop)")
+            from train.tracking import describe_store
+
+            typer.echo(f"MLflow UI: {url}  (Ctrl-C to stop)\nstore: {describe_store()}")
             _print_experiment_views(url)
             old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             try:
