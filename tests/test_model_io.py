@@ -108,3 +108,47 @@ def test_mlmodel_artifact_path_cannot_leave_the_model_directory(fitted_baseline,
         (mdir / "MLmodel").write_text(yaml.safe_dump({"flavors": {"python_function": {"artifacts": {"stance_model": {"path": rel}}}}}))
         with pytest.raises(InferenceError, match="leads outside the model directory"):
             stance_dir_in(mdir)
+
+
+# -- calibration and prior shift (stored in the card, applied by every serving path) -----------------------------------
+
+def test_temperature_is_recovered_and_identity_is_exact():
+    from train.model import adjust_proba, fit_temperature
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, size=(20000, 3))
+    sharp = np.exp(z) / np.exp(z).sum(1, keepdims=True)  # what an overconfident model says
+    true = np.exp(z / 2.5) / np.exp(z / 2.5).sum(1, keepdims=True)  # how often it is right
+    y = np.array([rng.choice(3, p=p) for p in true])
+    assert fit_temperature(sharp, y) == pytest.approx(2.5, rel=0.06)
+    assert adjust_proba(sharp, 1.0, None) is sharp  # untouched, bit for bit, when nothing is set
+
+
+def test_prior_shift_follows_bayes_rule():
+    from train.model import adjust_proba
+
+    flat = np.full((2, 3), 1 / 3, dtype=np.float32)
+    np.testing.assert_allclose(adjust_proba(flat, 1.0, [0.2, 0.6, 0.2], [1 / 3] * 3), [[0.2, 0.6, 0.2]] * 2, atol=1e-6)
+    p = np.array([[0.5, 0.3, 0.2]])
+    got = adjust_proba(p, 1.0, [0.25, 0.5, 0.25], [0.5, 0.25, 0.25])  # trained on twice as many conciliatory rows
+    want = p * np.array([0.5, 2.0, 1.0])
+    np.testing.assert_allclose(got, want / want.sum(), atol=1e-6)
+
+
+def test_calibrated_and_prior_shifted_baseline_round_trips(tmp_path):
+    model = BaselineStance(class_prior=[0.15, 0.7, 0.15]).fit(TEXTS, LABELS_)
+    t = model.calibrate(TEXTS[::3], LABELS_[::3])
+    assert t != 1.0 and model.train_prior == pytest.approx([1 / 3] * 3)
+    from train.model import adjust_proba
+
+    raw = model._raw_proba(PROBE)
+    got = model.predict_proba(PROBE)
+    scaled = adjust_proba(raw, t)  # temperature only
+    assert not np.allclose(scaled, raw) and not np.allclose(got, scaled)  # both adjustments are applied ...
+    assert (got[:, 1] >= scaled[:, 1]).all() and (got[:, 1] > scaled[:, 1]).mean() > 0.5  # ... the neutral prior raised neutral
+    loaded = load_stance_model(model.save(tmp_path / "b"))
+    assert loaded.temperature == t and loaded.class_prior == [0.15, 0.7, 0.15]
+    np.testing.assert_array_equal(loaded.predict_proba(PROBE), got)
+    _edit_card(tmp_path / "b", temperature=-1)
+    with pytest.raises(ModelFileError, match="temperature"):
+        load_stance_model(tmp_path / "b")

@@ -54,6 +54,9 @@ class ModelConfig:
     ngram_max: int = 5
     max_features: int | None = 300000
     C: float = 4.0
+    # The label mix expected where the model is applied, [conciliatory, neutral, hostile] (null: as trained, i.e.
+    # uniform with class weighting). Probabilities are shifted to it by Bayes' rule at prediction time.
+    class_prior: list[float] | None = None
 
 
 @dataclass
@@ -75,6 +78,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16
     threads: int = 0  # torch CPU threads (0: number of cores)
     label_smoothing: float = 0.0
+    calibrate: bool = True  # temperature scaling fitted on the validation split after training (changes confidences, never labels)
 
 
 @dataclass
@@ -235,6 +239,10 @@ def _check_consistency(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if not ok(value):
             raise ConfigError(f"{key}: {value!r} is out of range; valid: {valid}")
+    prior = cfg.model.class_prior
+    if prior is not None and (len(prior) != 3 or min(prior) <= 0 or abs(sum(prior) - 1) > 1e-6):
+        raise ConfigError(f"model.class_prior: {prior!r} is not valid; valid: three shares > 0 summing to 1, "
+                          f"[conciliatory, neutral, hostile], or null")
     if cfg.model.ngram_min > cfg.model.ngram_max:
         raise ConfigError("model.ngram_min must not exceed model.ngram_max")
 

@@ -114,12 +114,85 @@ def _local_has_safetensors(name: str):
     return None
 
 
-class TransformerStance:
+class StanceEstimator:
+    """What the two models share (scikit-learn style): `predict_proba` is the model's own class probabilities
+    (`_raw_proba`), then temperature scaling fitted on held-out rows by `calibrate` (so a confidence of 0.9 means
+    right about 90% of the time), then, if the constructor was given a `class_prior`, a shift from the label mix the
+    model learned under (`train_prior`, set by fit: uniform with class weighting) to the mix expected where it is
+    applied (Bayes' rule on the odds: p'(y|x) ~ p(y|x) * prior(y) / train_prior(y)). Both are stored in the card."""
+
+    labels: list[str]
+    temperature: float = 1.0
+    class_prior: list[float] | None = None
+    train_prior: list[float] | None = None
+
+    def _raw_proba(self, texts, batch_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, texts, batch_size: int = 64) -> np.ndarray:
+        return adjust_proba(self._raw_proba(texts, batch_size), self.temperature, self.class_prior, self.train_prior)
+
+    def predict(self, texts, batch_size: int = 64) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(1)]
+
+    def calibrate(self, texts, labels, batch_size: int = 64) -> float:
+        """Fit the temperature on held-out labeled rows (the validation split, never the evaluation rows)."""
+        y = np.array([self.labels.index(l) for l in labels])
+        self.temperature = fit_temperature(self._raw_proba(list(texts), batch_size), y)
+        return self.temperature
+
+    def _set_train_prior(self, labels, weighted: bool) -> None:
+        if weighted:  # class-weighted loss: the model learned as if every class were equally common
+            self.train_prior = [1.0 / len(self.labels)] * len(self.labels)
+        else:
+            counts = np.array([list(labels).count(l) for l in self.labels], dtype=float)
+            self.train_prior = (counts / counts.sum()).tolist()
+
+    def _post_card(self) -> dict:
+        return {"temperature": self.temperature, "class_prior": self.class_prior, "train_prior": self.train_prior}
+
+    def _load_post(self, card: dict) -> None:
+        self.temperature = float(card.get("temperature", 1.0))
+        self.class_prior, self.train_prior = card.get("class_prior"), card.get("train_prior")
+
+
+def adjust_proba(proba: np.ndarray, temperature: float = 1.0, prior=None, train_prior=None) -> np.ndarray:
+    """Temperature scaling and prior shift on the log-probabilities; the identity (bit for bit) when neither is set."""
+    if temperature == 1.0 and prior is None:
+        return proba
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0)) / temperature
+    if prior is not None:
+        base = np.asarray(train_prior if train_prior is not None else [1.0 / proba.shape[1]] * proba.shape[1])
+        logp = logp + np.log(np.asarray(prior, dtype=np.float64)) - np.log(base)
+    logp -= logp.max(1, keepdims=True)
+    e = np.exp(logp)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of the labels (Guo et al. 2017), in [0.05, 20]."""
+    from scipy.optimize import minimize_scalar
+
+    if len(y) == 0:
+        return 1.0
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0))
+
+    def nll(log_t):
+        z = logp / np.exp(log_t)
+        z = z - z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+
+
+class TransformerStance(StanceEstimator):
     """A fine-tuned encoder with a pooled linear head. sklearn-like: fit / predict_proba / predict."""
 
     kind = "transformer"
 
-    def __init__(self, name: str, pooling: str = "mean", max_length: int = 128, text_prefix: str = "", dropout: float = 0.1):
+    def __init__(self, name: str, pooling: str = "mean", max_length: int = 128, text_prefix: str = "", dropout: float = 0.1,
+                 class_prior: list[float] | None = None):
+        self.class_prior = class_prior
         if pooling not in POOLINGS:  # anything else would silently fall through to one of them
             raise ValueError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         self.name, self.pooling, self.max_length, self.text_prefix, self.dropout = name, pooling, max_length, text_prefix, dropout
@@ -168,9 +241,11 @@ class TransformerStance:
     def fit(self, texts, labels, eval_texts=None, eval_labels=None, train_cfg=None, output_dir="outputs/run", callbacks=(), resume=False, eval_groups=None):
         from train.training import fit_transformer
 
-        return fit_transformer(self, list(texts), list(labels), eval_texts, eval_labels, train_cfg, output_dir, callbacks, resume, eval_groups)
+        fit_transformer(self, list(texts), list(labels), eval_texts, eval_labels, train_cfg, output_dir, callbacks, resume, eval_groups)
+        self._set_train_prior(labels, weighted=self.module.class_weights is not None)
+        return self
 
-    def predict_proba(self, texts, batch_size: int = 64) -> np.ndarray:
+    def _raw_proba(self, texts, batch_size: int = 64) -> np.ndarray:
         """Length-sorted batches with dynamic padding under inference_mode; rows come back in input order."""
         import torch
 
@@ -209,9 +284,6 @@ class TransformerStance:
         self.runner = onnx_classifier(self, Path(model_dir), int8=int8, threads=threads)
         return self
 
-    def predict(self, texts, batch_size: int = 64) -> list[str]:
-        return [self.labels[i] for i in self.predict_proba(texts, batch_size).argmax(1)]
-
     def to(self, device: str, precision: str = "auto"):
         self.device = device
         self.dtype = resolve_dtype(precision, device)
@@ -229,7 +301,7 @@ class TransformerStance:
         if self.pooling != "auto":
             save_file({k: v.detach().contiguous().cpu() for k, v in self.module.head.state_dict().items()}, str(path / "head.safetensors"))
         write_card(path, {"kind": self.kind, "labels": self.labels, "pooling": self.pooling, "max_length": self.max_length,
-                          "text_prefix": self.text_prefix, "base_model": self.name, "dropout": self.dropout})
+                          "text_prefix": self.text_prefix, "base_model": self.name, "dropout": self.dropout, **self._post_card()})
         return path
 
     @classmethod
@@ -241,6 +313,7 @@ class TransformerStance:
         card = read_card(path)
         self = cls(str(path), card["pooling"], card["max_length"], card.get("text_prefix", ""), card.get("dropout", 0.1))
         self.labels = card["labels"]
+        self._load_post(card)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         backbone = load_backbone(str(path), self.pooling, len(self.labels))
         self.module = _classifier_module()(backbone, self.pooling, len(self.labels), self.dropout)
@@ -251,7 +324,7 @@ class TransformerStance:
         return self.to(device or pick_device(), precision)
 
 
-class BaselineStance:
+class BaselineStance(StanceEstimator):
     """TF-IDF over character n-grams + logistic regression: the scikit-learn reference beside the transformers.
 
     Persistence is skops (a format made for safe scikit-learn persistence; mlflow already depends on it), not
@@ -267,7 +340,9 @@ class BaselineStance:
     FILE = "baseline.skops"
     TRUSTED_TYPES: list[str] = []  # skops' defaults cover Pipeline, TfidfVectorizer, LogisticRegression and numpy
 
-    def __init__(self, analyzer="char_wb", ngram_min=2, ngram_max=5, max_features=300000, C=4.0, class_weighting=True, seed=42):
+    def __init__(self, analyzer="char_wb", ngram_min=2, ngram_max=5, max_features=300000, C=4.0, class_weighting=True, seed=42,
+                 class_prior: list[float] | None = None):
+        self.class_prior = class_prior
         self.params = dict(analyzer=analyzer, ngram_min=ngram_min, ngram_max=ngram_max, max_features=max_features, C=C,
                            class_weighting=class_weighting, seed=seed)
         self.labels = list(LABELS)
@@ -286,16 +361,14 @@ class BaselineStance:
             ("clf", LogisticRegression(C=p["C"], max_iter=3000, random_state=p["seed"],
                                        class_weight="balanced" if p["class_weighting"] else None)),
         ]).fit(list(texts), y)
+        self._set_train_prior(labels, weighted=p["class_weighting"])
         return self
 
-    def predict_proba(self, texts, batch_size: int = 0) -> np.ndarray:
+    def _raw_proba(self, texts, batch_size: int = 0) -> np.ndarray:
         proba = self.pipeline.predict_proba(list(texts))
         full = np.zeros((proba.shape[0], len(self.labels)), dtype=np.float32)
         full[:, self.pipeline.classes_] = proba  # a class missing from training keeps probability 0
         return full
-
-    def predict(self, texts, batch_size: int = 0) -> list[str]:
-        return [self.labels[i] for i in self.predict_proba(texts).argmax(1)]
 
     def save(self, path) -> Path:
         import skops.io as sio
@@ -303,7 +376,7 @@ class BaselineStance:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         sio.dump(self.pipeline, path / self.FILE)
-        write_card(path, {"kind": self.kind, "labels": self.labels, **self.params})
+        write_card(path, {"kind": self.kind, "labels": self.labels, **self.params, **self._post_card()})
         return path
 
     @classmethod
@@ -313,6 +386,7 @@ class BaselineStance:
         path = Path(path)
         card = read_card(path)
         self = cls(**{k: card[k] for k in ("analyzer", "ngram_min", "ngram_max", "max_features", "C", "class_weighting", "seed")})
+        self._load_post(card)
         file = path / cls.FILE
         if not file.is_file():
             old = " (saved by an older version whose safetensors arrays reload transposed: retrain it)" if (path / "baseline.safetensors").exists() else ""
@@ -355,6 +429,11 @@ def read_card(path: Path) -> dict:
         raise ModelFileError(f"{card_path}: labels {card.get('labels')!r} must be {list(LABELS)!r} in this order")
     if card["kind"] == "transformer" and card.get("pooling") not in POOLINGS:
         raise ModelFileError(f"{card_path}: pooling {card.get('pooling')!r} is not one of {', '.join(POOLINGS)}")
+    prior, temperature = card.get("class_prior"), card.get("temperature", 1.0)
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ModelFileError(f"{card_path}: temperature {temperature!r} must be a number > 0")
+    if prior is not None and not (isinstance(prior, list) and len(prior) == len(LABELS) and all(isinstance(x, (int, float)) and x > 0 for x in prior)):
+        raise ModelFileError(f"{card_path}: class_prior {prior!r} must be {len(LABELS)} numbers > 0 or null")
     expected = card.get("files")
     if expected is not None:  # directories saved before digests were recorded have none to check
         found = file_digests(Path(path))

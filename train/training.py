@@ -93,8 +93,8 @@ def build_model(cfg: Config, train_labels: list[str]):
 
     m, t = cfg.model, cfg.train
     if m.kind == "baseline":
-        return BaselineStance(m.analyzer, m.ngram_min, m.ngram_max, m.max_features, m.C, t.class_weighting, t.seed)
-    model = TransformerStance(m.name, m.pooling, t.max_length, m.text_prefix, m.dropout)
+        return BaselineStance(m.analyzer, m.ngram_min, m.ngram_max, m.max_features, m.C, t.class_weighting, t.seed, m.class_prior)
+    model = TransformerStance(m.name, m.pooling, t.max_length, m.text_prefix, m.dropout, m.class_prior)
     model.build(class_weights(train_labels) if t.class_weighting else None, t.label_smoothing)
     return model
 
@@ -320,6 +320,9 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
                       eval_texts=val["text"].tolist() if len(val) else None, eval_labels=val["stance"].tolist() if len(val) else None,
                       train_cfg=cfg.train, output_dir=out_dir, callbacks=[mlflow_epoch_logger()], resume=resume,
                       eval_groups=val["language"].tolist() if len(val) else None)
+        if cfg.train.calibrate and len(val):
+            # after the val metrics above (computed at temperature 1): the temperature is fitted on these same rows
+            mlflow.log_metric("temperature", model.calibrate(val["text"].tolist(), val["stance"].tolist(), cfg.train.eval_batch_size))
         train_seconds = time.time() - started
         if getattr(model, "train_compute_dtype", None):
             mlflow.set_tag("train.compute_dtype", model.train_compute_dtype)
