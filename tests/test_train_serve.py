@@ -308,6 +308,11 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
     result = cli("runs", "verify", rid)
     assert result.exit_code == 0 and "real_dev: max |prob diff|" in result.output and "real_dev/macro_f1" in result.output, result.output
 
+    board = cli("runs", "compare", "-e", "test-exp", "--format", "csv")
+    assert board.exit_code == 0 and "real_dev/macro_f1" in board.output.splitlines()[0], board.output
+    report = cli("runs", "report", rid)
+    assert "## Extra evaluation sets" in report.output and f"| real_dev | {m['real_dev/macro_f1']:.3f}" in report.output, report.output
+
     leaked = write_jsonl(tmp_path / "leak.jsonl", make_rows()[:5])  # rows of the training corpus itself
     for path, message in ((leaked, "also training rows"), (tmp_path / "missing.jsonl", "no such file")):
         bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + ["model.kind=baseline", f"data.eval_files=[{path}]"])

@@ -100,6 +100,7 @@ def leaderboard(runs: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
         raise CompareError(f"no run has a metric {metric!r}; metrics: {', '.join(known)}")
     runs = runs.assign(_config=config_names(runs), _seed=seed_keys(runs))
     lang_cols = sorted(c for c in runs.columns if c.startswith("metrics.macro_f1_lang_"))
+    extra_cols = sorted(c for c in runs.columns if re.fullmatch(r"metrics\.[^/]+/(macro_f1|ece)", c))
     rows = []
     for name, every in runs.groupby("_config", sort=False):
         g = every.sort_values("start_time", kind="stable").groupby("_seed", sort=False).tail(1) if "start_time" in every else every.drop_duplicates("_seed", keep="last")
@@ -112,6 +113,8 @@ def leaderboard(runs: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
             f"{metric}_mean": values.mean() if len(values) else math.nan,
             f"{metric}_std": values.std(ddof=1) if len(values) > 1 else math.nan,  # sample std over seeds
         }
+        for c in extra_cols:  # extra evaluation sets (real statements): shown beside the eval split
+            row[c.removeprefix("metrics.")] = g[c].mean()
         for c in lang_cols:
             row[c.removeprefix("metrics.")] = g[c].mean()
         row["train_seconds"] = g["metrics.train_seconds"].mean() if "metrics.train_seconds" in g else math.nan
@@ -141,6 +144,9 @@ def display_frame(board: pd.DataFrame, metric: str = "macro_f1", short_ids: bool
     seeds = [str(s) if s == r else f"{s} ({r} runs)" for s, r in zip(board["n_seeds"], board.get("n_runs", board["n_seeds"]))]
     out = pd.DataFrame({"config": board["config"], "model": board["model_family"], "seeds": seeds})
     out[metric] = [(_fmt(m) + (f" ± {_fmt(s)}" if not math.isnan(s) else "")) for m, s in zip(board[f"{metric}_mean"], board[f"{metric}_std"])]
+    for c in board.columns:
+        if "/" in c:  # an extra evaluation set's metric, e.g. realquotes_dev/macro_f1
+            out[c] = board[c].map(_fmt)
     for c in board.columns:
         if c.startswith("macro_f1_lang_"):
             out[c.removeprefix("macro_f1_lang_")] = board[c].map(_fmt)
@@ -220,6 +226,22 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
         lines += [f"**macro-F1 {m['macro_f1']:.3f}**{ci}", ""]
     main = [(k, m[k]) for k in ("macro_f1", "accuracy", "weighted_f1", "ece", "macro_f1_ci_low", "macro_f1_ci_high", "train_seconds") if k in m]
     lines += [markdown_table(pd.DataFrame(main, columns=["metric", "value"])), "ECE: expected calibration error of the top-class confidence (lower is better).", ""]
+
+    extra = sorted(k.split("/")[0] for k in m if k.endswith("/macro_f1"))
+    if extra:
+        lines += ["## Extra evaluation sets", "", "Scored by the final model beside the eval split (`data.eval_files`).", ""]
+        table = []
+        for name in extra:
+            g = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(name + "/")}
+            ci = f"{g['macro_f1_ci_low']:.3f}–{g['macro_f1_ci_high']:.3f}" if "macro_f1_ci_low" in g else ""
+            table.append((name, g["macro_f1"], ci, g.get("accuracy", math.nan), g.get("ece", math.nan),
+                          *(g.get(f"recall_{l}", math.nan) for l in LABELS)))
+        lines.append(markdown_table(pd.DataFrame(table, columns=["set", "macro_f1", "95% CI", "accuracy", "ece", *(f"recall_{l}" for l in LABELS)])))
+        for name in extra:
+            langs_x = sorted(k.removeprefix(f"{name}/macro_f1_lang_") for k in m if k.startswith(f"{name}/macro_f1_lang_"))
+            if langs_x:
+                lines += [f"{name} per language (macro-F1):", "", markdown_table(pd.DataFrame(
+                    {"language": langs_x, "macro_f1": [m[f"{name}/macro_f1_lang_{l}"] for l in langs_x]}))]
 
     langs = sorted(k.removeprefix("macro_f1_lang_") for k in m if k.startswith("macro_f1_lang_"))
     if langs:
