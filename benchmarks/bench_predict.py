@@ -44,7 +44,7 @@ def build_quotes(n: int, seed: int = 0) -> list[str]:
 
 
 def build_model(base: Path, out: Path, max_length: int) -> Path:
-    from train.model import TransformerStance
+    from train.models import TransformerStance
 
     import torch
 
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
     from train.inference import predict_file
-    from train.model import TransformerStance, set_threads
+    from train.models import TransformerStance
+    from train.runtime import set_threads
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -138,13 +139,12 @@ def onnx_backend_rows(model_dir: Path, quotes, proba, batch: int, cache: Path):
     """Timed rows for the ONNX Runtime backend (export time reported apart: it is paid once per model)."""
     import numpy as np
 
-    from train.model import TransformerStance
+    from train.models import TransformerStance
 
     os.environ["STANCE_CACHE"] = str(cache)
     rows, notes = [], []
     for name, int8 in (("engine --backend onnx", False), ("engine --int8 (onnx, approximate)", True)):
-        model = TransformerStance.load(model_dir, device="cpu")
-        _, t_export = timed(lambda: model.use_onnx(model_dir, int8=int8))
+        model, t_export = timed(lambda: TransformerStance.load(model_dir, device="cpu", backend="onnx", int8=int8))  # load + export
         model.predict_proba(quotes[:64], batch_size=batch)
         o_proba, t = timed(lambda: model.predict_proba(quotes, batch_size=batch))
         rows.append((name, t))
@@ -161,15 +161,15 @@ def trained_agreement(model_dir: Path, batch: int) -> str:
     from sklearn.metrics import f1_score
 
     from train.data import load_statements
-    from train.model import load_stance_model
+    from train.models import load_stance_model
 
     test = load_statements(REPO / "labeled").query("split == 'test'")
     texts, gold = test["text"].tolist(), test["stance"].tolist()
     fp32 = load_stance_model(model_dir, device="cpu")
     if fp32.kind != "transformer":
         return f"--agreement-model {model_dir}: a {fp32.kind} model has no int8 variants (pass a transformer model directory)"
-    variants = {"fp32 (torch)": fp32, "fp32 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir),
-                "int8 (onnx)": load_stance_model(model_dir, device="cpu").use_onnx(model_dir, int8=True)}
+    variants = {"fp32 (torch)": fp32, "fp32 (onnx)": load_stance_model(model_dir, device="cpu", backend="onnx"),
+                "int8 (onnx)": load_stance_model(model_dir, device="cpu", backend="onnx", int8=True)}
     preds = {k: m.predict_proba(texts, batch_size=batch).argmax(1) for k, m in variants.items()}
     labels = fp32.labels
     lines = [f"trained model {model_dir}: {len(texts)} test rows"]

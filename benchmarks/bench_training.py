@@ -36,9 +36,11 @@ def run_one(name: str, epochs: int, config: str, max_train: int = 0) -> dict:
 
     from train.config import load_config
     from train.metrics import compute_metrics
-    from train.model import set_threads
+    from train.runtime import set_threads
     from train.schema import LABELS
-    from train.training import _seed_everything, build_model, prepare_data
+    from train.data import prepare_data
+    from train.models import estimator_from_config
+    from train.models.fitting import fit_context
 
     overrides = [o for o in VARIANTS[name] if not o.startswith("+")]
     cfg = load_config(config, overrides + [f"train.epochs={epochs}", "train.early_stopping_patience=0"])
@@ -46,8 +48,7 @@ def run_one(name: str, epochs: int, config: str, max_train: int = 0) -> dict:
     _, parts = prepare_data(cfg)
     if max_train:  # a fixed random subsample keeps a full sweep affordable on 2 cores
         parts["train"] = parts["train"].sample(n=min(max_train, len(parts["train"])), random_state=0)
-    _seed_everything(cfg.train.seed)
-    model = build_model(cfg, parts["train"]["stance"].tolist())
+    model = estimator_from_config(cfg)
     if "+unfused" in VARIANTS[name]:
         original = torch.optim.AdamW
 
@@ -58,7 +59,8 @@ def run_one(name: str, epochs: int, config: str, max_train: int = 0) -> dict:
         torch.optim.AdamW = unfused
     out_dir = REPO / "outputs" / "bench" / name
     t0 = time.time()
-    model.fit(parts["train"]["text"].tolist(), parts["train"]["stance"].tolist(), train_cfg=cfg.train, output_dir=out_dir)
+    with fit_context(checkpoint_dir=out_dir):
+        model.fit(parts["train"]["text"].tolist(), parts["train"]["stance"].tolist())
     seconds = time.time() - t0
     val = parts["val"]
     proba = model.predict_proba(val["text"].tolist())

@@ -3,7 +3,7 @@
     python benchmarks/ui_screenshot.py                                   # default store mlruns/ -> docs/ui-runs.png
     STANCE_MLRUNS=/tmp/demo/mlruns python benchmarks/ui_screenshot.py --experiment stance-demo --out /tmp/ui.png
 
-Starts `stance ui` on a free port, saves the metrics view (see train.ui.metrics_view), lets headless Chromium render
+Starts `stance ui` on a free port, saves the metrics view (see train.tracking.server.metrics_view), lets headless Chromium render
 the page and stops the server. Needs Chromium (Debian: apt-get install -y chromium).
 """
 
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     from train.tracking import setup_tracking
-    from train.ui import UIError, experiment_runs_url, find_chromium, metrics_view, running_ui, screenshot
+    from train.reports.browser import find_chromium, screenshot
+    from train.tracking.server import UIError, experiment_runs_url, metrics_view, running_ui
 
     if find_chromium() is None:
         print("error: chromium is not installed (apt-get install -y chromium)", file=sys.stderr)

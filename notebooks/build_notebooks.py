@@ -105,7 +105,7 @@ model, and the confusion matrices the runs logged, side by side. Parent runs of 
 are the rows."""),
     new_code_cell(TRACKING_SETUP),
     new_code_cell('''\
-from train.compare import display_frame, leaderboard, load_runs
+from train.reports.leaderboard import display_frame, leaderboard, load_runs
 
 runs = load_runs([EXPERIMENT])
 if runs.empty:
@@ -167,7 +167,7 @@ run logged on its eval set (`eval/predictions.json`): the most confident mistake
 where errors concentrate."""),
     new_code_cell(TRACKING_SETUP),
     new_code_cell('''\
-from train.compare import load_runs
+from train.reports.leaderboard import load_runs
 from train.schema import LABELS
 
 RUN_ID = os.environ.get("STANCE_RUN_ID")

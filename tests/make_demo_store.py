@@ -46,7 +46,7 @@ def build_demo_store(root: Path) -> DemoStore:
 
     from train.config import load_config
     from train.tracking import setup_tracking
-    from train.training import run_training
+    from train.pipeline import run_training
 
     root = Path(root).resolve()
     corpus = write_jsonl(root / "labeled" / "statements.jsonl", make_rows()).parent

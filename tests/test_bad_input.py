@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import make_rows
 from train.cli import app
-from train.model import BaselineStance
+from train.models import BaselineStance
 
 ROWS = make_rows()[:12]  # rows valid for `stance data validate`: it reports only what each case breaks
 FIELDS = list(ROWS[0])
@@ -178,7 +178,7 @@ def test_lone_surrogate_row_keeps_its_values_as_escape_text(baseline_dir, tmp_pa
 
 
 def test_a_file_unreadable_past_its_start_exits_2_and_leaves_nothing(baseline_dir, tmp_path, monkeypatch):
-    import train.inference as inference
+    import train.inference.readers as inference
 
     rows = [{**r, "notes": "n" * 300 if i == 9 else ""} for i, r in enumerate(ROWS)]  # row 9: a field past the limit below
     src = tmp_path / "in.csv"

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.make_demo_store import demo_store, use_demo_store  # noqa: F401 - fixtures
-from train.compare import CompareError, format_leaderboard, leaderboard, load_runs, run_report
+from train.reports.leaderboard import CompareError, format_leaderboard, leaderboard, load_runs
+from train.reports.run_report import run_report
 
 
 def log_run(name, metrics, params=None, tags=None, status="FINISHED"):
@@ -126,6 +127,7 @@ def test_cli_compare_writes_file(made_runs, tmp_path):
 
 # -- on the demo store's real runs ------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # the demo store: several real runs
 def test_leaderboard_on_real_runs(use_demo_store):
     from mlflow.tracking import MlflowClient
 
@@ -142,6 +144,7 @@ def test_leaderboard_on_real_runs(use_demo_store):
     assert board["macro_f1_mean"].is_monotonic_decreasing
 
 
+@pytest.mark.slow  # the demo store: several real runs
 def test_report_of_real_run(use_demo_store, tmp_path):
     from mlflow.tracking import MlflowClient
 

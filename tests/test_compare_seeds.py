@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from train.compare import format_leaderboard, leaderboard, load_runs
+from train.reports.leaderboard import format_leaderboard, leaderboard, load_runs
 
 
 def log_run(name, seed, f1):

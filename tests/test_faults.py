@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+
+import pytest
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -33,6 +35,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # several stance processes
 def test_concurrent_commands_on_a_fresh_store(tmp_path):
     store = tmp_path / "mlruns"
     start = time.time() + 8
@@ -93,7 +96,7 @@ def test_outside_a_project_the_nearest_existing_store_is_used(tmp_path, monkeypa
 
 SLOW_PREDICT = """
 import sys, time
-import train.cli_predict as cp
+import train.cli.predict as cp
 from train.cli import app
 
 def slow(*a, **k):
@@ -105,6 +108,7 @@ app(["predict", "-m", "some-model", "-i", "in.csv", "-o", "out.csv", "--log-mlfl
 """
 
 
+@pytest.mark.slow  # several stance processes
 def test_sigterm_on_predict_ends_its_mlflow_run_killed(tmp_path):
     import signal
 
@@ -139,7 +143,7 @@ def test_running_run_of_a_reused_pid_is_reconciled(mlflow_store):
     # a live python process holds the pid now; the run's owner had the same pid but started at another time
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        start = tracking._pid_start(other.pid)
+        start = tracking.runs._pid_start(other.pid)
         ids = {}
         for name, pid_start in (("reused", str(int(start) - 100)), ("owner-alive", start)):
             with mlflow.start_run(experiment_id=exp, run_name=name) as run:
@@ -158,22 +162,23 @@ def test_training_runs_record_the_process_start_time():
     from train import tracking
 
     tags = tracking.process_tags()
-    assert tags["stance.pid"] == str(os.getpid()) and tags["stance.pid_start"] == tracking._pid_start(os.getpid()) != ""
+    assert tags["stance.pid"] == str(os.getpid()) and tags["stance.pid_start"] == tracking.runs._pid_start(os.getpid()) != ""
 
 
 # -- item 9: a partial checkpoint beside a good one ----------------------------------------------------------------
 
+@pytest.mark.slow  # an interrupted run, then its resumption
 def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch, capsys):
     import shutil
 
     import pytest
     from transformers import TrainerCallback
 
-    import train.training as training
+    import train.models.trainer as training
     from tests.conftest import tiny_overrides, tracking_client
     from tests.test_training import _with_extra_callback
     from train.config import load_config
-    from train.training import TrainingInterrupted, run_training
+    from train.pipeline import TrainingInterrupted, run_training
 
     armed = {"on": True}
 
@@ -210,7 +215,7 @@ def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_s
 
 
 def test_only_complete_checkpoints_count(tmp_path):
-    from train import training
+    from train.models import trainer as training
 
     def ckpt(name, files):
         d = tmp_path / name
@@ -225,8 +230,8 @@ def test_only_complete_checkpoints_count(tmp_path):
     ckpt("checkpoint-30", full[:-1])  # no weights
     bad = ckpt("checkpoint-40", full)
     (bad / "trainer_state.json").write_text('{"global_step": ')  # cut off mid-write
-    assert training._complete_checkpoints(tmp_path) == [b, a] and training._has_checkpoint(tmp_path)
+    assert training._complete_checkpoints(tmp_path) == [b, a] and training.has_checkpoint(tmp_path)
     assert training._resume_checkpoint(tmp_path) == str(a)
     assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("incomplete-*")) == [
         "incomplete-checkpoint-20", "incomplete-checkpoint-30", "incomplete-checkpoint-40"]
-    assert not training._has_checkpoint(tmp_path / "nothing-here") and training._resume_checkpoint(tmp_path / "nothing-here") is None
+    assert not training.has_checkpoint(tmp_path / "nothing-here") and training._resume_checkpoint(tmp_path / "nothing-here") is None

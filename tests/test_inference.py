@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from tests.conftest import REPO, make_rows
 from train.cli import app
 from train.inference import OUTPUT_COLUMNS, RUN_COLUMNS, predict_values
-from train.model import BaselineStance, TransformerStance, load_stance_model
+from train.models import BaselineStance, TransformerStance, load_stance_model
 from train.schema import LABELS
 
 PROBS = [f"prob_{l}" for l in LABELS]
@@ -153,6 +153,7 @@ def test_missing_text_column_is_a_clear_error_before_any_work(baseline_dir, tmp_
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # a killed predict subprocess
 def test_resume_after_sigkill_reuses_finished_chunks(stance_dir, tmp_path):
     df = statements(40)
     src = write(df, tmp_path / "in.parquet")
@@ -255,6 +256,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # mlflow models serve
 def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
     import mlflow
     import requests
@@ -267,7 +269,7 @@ def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
     server = subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 150
+        deadline = time.time() + 300
         while True:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()
             try:
@@ -275,7 +277,7 @@ def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
                     break
             except requests.ConnectionError:
                 pass
-            assert time.time() < deadline, "model server did not start within 150 s"
+            assert time.time() < deadline, "model server did not start within 300 s"
             time.sleep(0.5)
         body = {"dataframe_split": {"columns": ["text"], "data": [[v] for v in MIXED[:5]] + [[MIXED[6]]]}}
         reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
@@ -297,6 +299,7 @@ def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
         log.close()
 
 
+@pytest.mark.slow  # Spark
 def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
     pytest.importorskip("pyspark")
     if shutil.which("java") is None:
@@ -340,7 +343,7 @@ def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_d
     worker.start()
     try:
         assert started.wait(60)
-        monkeypatch.setattr("train.model.load_stance_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
+        monkeypatch.setattr("train.tracking.registry.load_stance_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
         second = predict("-m", baseline_dir, "-i", other, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite")
     finally:
         release.set()
@@ -353,7 +356,7 @@ def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_d
 
 
 def test_resume_refuses_parts_of_an_input_with_the_same_size_and_mtime_but_other_content(baseline_dir, tmp_path, monkeypatch):
-    import train.inference as inference
+    import train.inference.batch as inference
 
     df = statements(20)
     src = write(df, tmp_path / "in.csv")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_rows
-from train.model import MODEL_CARD, BaselineStance, ModelFileError, TransformerStance, load_stance_model
+from train.models import MODEL_CARD, BaselineStance, ModelFileError, TransformerStance, load_stance_model
 
 ROWS = make_rows()
 TEXTS = [r["text"] for r in ROWS]
@@ -97,7 +97,7 @@ def test_altered_directories_are_refused(fitted_baseline, tiny_model_dir, tmp_pa
 def test_mlmodel_artifact_path_cannot_leave_the_model_directory(fitted_baseline, tmp_path):
     import yaml
 
-    from train.cli_predict import stance_dir_in
+    from train.tracking.registry import stance_dir_in
     from train.inference import InferenceError
 
     outside = fitted_baseline.save(tmp_path / "outside")
@@ -113,7 +113,7 @@ def test_mlmodel_artifact_path_cannot_leave_the_model_directory(fitted_baseline,
 # -- calibration and prior shift (stored in the card, applied by every serving path) -----------------------------------
 
 def test_temperature_is_recovered_and_identity_is_exact():
-    from train.model import adjust_proba, fit_temperature
+    from train.models import adjust_proba, fit_temperature
 
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, size=(20000, 3))
@@ -125,7 +125,7 @@ def test_temperature_is_recovered_and_identity_is_exact():
 
 
 def test_prior_shift_follows_bayes_rule():
-    from train.model import adjust_proba
+    from train.models import adjust_proba
 
     flat = np.full((2, 3), 1 / 3, dtype=np.float32)
     np.testing.assert_allclose(adjust_proba(flat, 1.0, [0.2, 0.6, 0.2], [1 / 3] * 3), [[0.2, 0.6, 0.2]] * 2, atol=1e-6)
@@ -139,7 +139,7 @@ def test_calibrated_and_prior_shifted_baseline_round_trips(tmp_path):
     model = BaselineStance(class_prior=[0.15, 0.7, 0.15]).fit(TEXTS, LABELS_)
     t = model.calibrate(TEXTS[::3], LABELS_[::3])
     assert t != 1.0 and model.train_prior == pytest.approx([1 / 3] * 3)
-    from train.model import adjust_proba
+    from train.models import adjust_proba
 
     raw = model._raw_proba(PROBE)
     got = model.predict_proba(PROBE)

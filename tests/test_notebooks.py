@@ -43,6 +43,7 @@ def outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow  # executes notebooks
 def test_dataset_overview_runs(monkeypatch, tmp_path):
     nb = execute("01_dataset_overview.ipynb", {}, monkeypatch, tmp_path)
     text = outputs_text(nb)
@@ -50,6 +51,7 @@ def test_dataset_overview_runs(monkeypatch, tmp_path):
     assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 3
 
 
+@pytest.mark.slow  # executes notebooks
 @pytest.mark.parametrize("name", ["02_compare_runs.ipynb", "03_error_analysis.ipynb"])
 def test_run_notebooks_on_demo_store(name, demo_store, monkeypatch, tmp_path):
     env = {"MLFLOW_TRACKING_URI": demo_store.tracking_uri, "STANCE_EXPERIMENT": demo_store.experiment}

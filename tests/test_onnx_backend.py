@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from tests.conftest import make_rows
 from train.cli import app
-from train.model import TransformerStance, load_stance_model
+from train.models import TransformerStance, load_stance_model
+
+pytestmark = pytest.mark.slow  # a trained run exported to ONNX (optional extra)
 
 pytest.importorskip("onnxruntime")
 
@@ -50,7 +52,7 @@ TEXTS = [r["text"] for r in make_rows()[:40]] + ["x", "a much longer statement "
 def test_onnx_matches_torch_and_is_cached(trained_dir, onnx_cache):
     torch_proba = load_stance_model(trained_dir, device="cpu").predict_proba(TEXTS, batch_size=8)
     assert torch_proba.std(axis=0).max() > 0.01  # a real spread of probabilities, not a constant
-    model = load_stance_model(trained_dir, device="cpu").use_onnx(trained_dir)
+    model = load_stance_model(trained_dir, device="cpu", backend="onnx")
     graphs = list(onnx_cache.rglob("model.onnx"))
     assert len(graphs) == 1
     onnx_proba = model.predict_proba(TEXTS, batch_size=8)
@@ -60,31 +62,31 @@ def test_onnx_matches_torch_and_is_cached(trained_dir, onnx_cache):
     assert np.allclose(model.predict_proba(TEXTS[::-1], batch_size=3)[::-1], onnx_proba, atol=1e-5)
     # the second use loads the cached graph instead of exporting again
     stamp = graphs[0].stat().st_mtime_ns
-    load_stance_model(trained_dir, device="cpu").use_onnx(trained_dir)
+    load_stance_model(trained_dir, device="cpu", backend="onnx")
     assert graphs[0].stat().st_mtime_ns == stamp and len(list(onnx_cache.rglob("*.onnx"))) == 1
 
 
 def test_changed_weights_get_a_fresh_export(trained_dir, onnx_cache, tmp_path):
     copy = shutil.copytree(trained_dir, tmp_path / "copy")
-    load_stance_model(copy, device="cpu").use_onnx(copy)
+    load_stance_model(copy, device="cpu", backend="onnx")
     from safetensors.torch import load_file, save_file
 
     head = load_file(str(copy / "head.safetensors"))
     save_file({k: v * -1 for k, v in head.items()}, str(copy / "head.safetensors"))
     import json
 
-    from train.model import MODEL_CARD, write_card
+    from train.models import MODEL_CARD, write_card
 
     write_card(copy, json.loads((copy / MODEL_CARD).read_text()))  # a legitimate re-save records the new digests
     flipped = load_stance_model(copy, device="cpu")
     expected = flipped.predict_proba(TEXTS)
-    assert np.allclose(flipped.use_onnx(copy).predict_proba(TEXTS), expected, atol=1e-5)
+    assert np.allclose(load_stance_model(copy, device="cpu", backend="onnx").predict_proba(TEXTS), expected, atol=1e-5)
     assert len(list(onnx_cache.rglob("model.onnx"))) == 2
 
 
 def test_int8_graph_is_a_close_approximation(trained_dir, onnx_cache):
     exact = load_stance_model(trained_dir, device="cpu").predict_proba(TEXTS)
-    approx = load_stance_model(trained_dir, device="cpu").use_onnx(trained_dir, int8=True).predict_proba(TEXTS)
+    approx = load_stance_model(trained_dir, device="cpu", backend="onnx", int8=True).predict_proba(TEXTS)
     assert list(onnx_cache.rglob("model-int8.onnx"))
     assert np.allclose(approx.sum(1), 1, atol=1e-5)
     assert np.abs(approx - exact).max() < 0.2 and not np.array_equal(approx, exact)
@@ -115,7 +117,7 @@ def test_other_heads_export_too(pooling, tiny_model_dir, onnx_cache, tmp_path):
     torch.manual_seed(1)
     path = TransformerStance(str(tiny_model_dir), pooling=pooling, max_length=16).build().save(tmp_path / pooling)
     expected = load_stance_model(path, device="cpu").predict_proba(TEXTS)
-    assert np.allclose(load_stance_model(path, device="cpu").use_onnx(path).predict_proba(TEXTS), expected, atol=1e-5)
+    assert np.allclose(load_stance_model(path, device="cpu", backend="onnx").predict_proba(TEXTS), expected, atol=1e-5)
 
 
 def test_int8_flag_means_the_onnx_int8_graph(trained_dir, onnx_cache, tmp_path):
@@ -125,7 +127,7 @@ def test_int8_flag_means_the_onnx_int8_graph(trained_dir, onnx_cache, tmp_path):
     result = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--no-detect-language"])
     assert result.exit_code == 0, result.output
     assert list(onnx_cache.rglob("model-int8.onnx")) and not list(onnx_cache.rglob("model.onnx"))
-    expected = load_stance_model(trained_dir, device="cpu").use_onnx(trained_dir, int8=True).predict_proba(TEXTS)
+    expected = load_stance_model(trained_dir, device="cpu", backend="onnx", int8=True).predict_proba(TEXTS)
     assert np.allclose(pd.read_csv(out)[["prob_conciliatory", "prob_neutral", "prob_hostile"]].to_numpy(), expected, atol=1e-5)
     spark = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--engine", "spark"])
     assert spark.exit_code == 2 and "--engine local" in spark.output

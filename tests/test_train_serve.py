@@ -22,6 +22,8 @@ from train.cli import app
 from train.config import load_config
 from train.schema import LABELS
 
+pytestmark = pytest.mark.slow  # a module of real runs, model servers and Spark
+
 PROBS = [f"prob_{l}" for l in LABELS]
 KINDS = ["baseline", "mean", "cls", "auto"]
 TOL = 1e-5
@@ -38,7 +40,7 @@ def store(tmp_path_factory, tiny_model_dir):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
         mp.chdir(root)
-        from train.training import run_training
+        from train.pipeline import run_training
 
         runs = {}
         for kind in KINDS:
@@ -145,7 +147,7 @@ def test_served_model_reproduces_logged_probabilities(store, kind, tmp_path):
     server = subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 150
+        deadline = time.time() + 300
         while True:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()
             try:
@@ -153,7 +155,7 @@ def test_served_model_reproduces_logged_probabilities(store, kind, tmp_path):
                     break
             except requests.ConnectionError:
                 pass
-            assert time.time() < deadline, "model server did not start within 150 s"
+            assert time.time() < deadline, "model server did not start within 300 s"
             time.sleep(0.5)
         body = {"dataframe_split": {"columns": ["text"], "data": [[t] for t in logged["text"]]}}
         reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
@@ -221,8 +223,8 @@ def test_verify_fails_on_a_corrupted_logged_model(store, tiny_model_dir):
 
     from safetensors.torch import load_file, save_file
 
-    from train.model import MODEL_CARD, file_digests
-    from train.training import run_training
+    from train.models import MODEL_CARD, file_digests
+    from train.pipeline import run_training
 
     cfg = load_config(None, tiny_overrides(store["corpus"], tiny_model_dir, register_as="null") + ["run_name=to-corrupt"])
     rid = run_training(cfg, quiet=True)
@@ -241,10 +243,10 @@ def test_verify_fails_on_a_corrupted_logged_model(store, tiny_model_dir):
 def test_a_model_that_fails_verification_is_not_registered(store, tiny_model_dir, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    import train.verify
-    from train.training import VerificationFailed, run_training
+    import train.reports.verify
+    from train.pipeline import VerificationFailed, run_training
 
-    monkeypatch.setattr(train.verify, "PROB_TOL", -1.0)  # every comparison now fails, as a broken serializer would
+    monkeypatch.setattr(train.reports.verify, "PROB_TOL", -1.0)  # every comparison now fails, as a broken serializer would
     cfg = load_config(None, tiny_overrides(store["corpus"], tiny_model_dir, register_as="ts-never") + ["model.kind=baseline", "run_name=unverifiable"])
     with pytest.raises(VerificationFailed):
         run_training(cfg, quiet=True)
@@ -257,12 +259,12 @@ def test_a_model_that_fails_verification_is_not_registered(store, tiny_model_dir
 
 # -- misuse refused before any work --------------------------------------------------------------------------------
 
-def test_run_id_without_resume_and_resume_with_seeds_are_refused(mlflow_store):
+def test_run_id_without_resume_and_resume_with_seeds_are_refused(store_location):
     r = cli("train", "configs/default.yaml", "--run-id", "0" * 32)
     assert r.exit_code == 2 and "--run-id" in r.output and "--resume" in r.output
     r = cli("train", "configs/default.yaml", "--resume", "--seeds", "3")
     assert r.exit_code == 2 and "--seeds" in r.output
-    assert not (mlflow_store / "mlflow.db").exists()
+    assert not (store_location / "mlflow.db").exists()
 
 
 def test_resume_after_the_config_changed_is_refused(tiny_corpus, tiny_model_dir, mlflow_store):
@@ -270,7 +272,8 @@ def test_resume_after_the_config_changed_is_refused(tiny_corpus, tiny_model_dir,
 
     from train import tracking
     from train.config import flat_params
-    from train.training import ResumeError, config_digest, run_training
+    from train.naming import config_digest
+    from train.pipeline import ResumeError, run_training
 
     old = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir))
     tracking.setup_tracking()
@@ -292,7 +295,7 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
     from mlflow.tracking import MlflowClient
 
     from train.data import DataError
-    from train.training import run_training
+    from train.pipeline import run_training
 
     rows = [dict(r, id="real-" + r["id"], source="imported", split="test") for r in make_rows(n_per_cell=4, seed=7)]
     real = write_jsonl(tmp_path / "real_dev.jsonl", rows)

@@ -60,13 +60,13 @@ def test_overrides_apply_with_types():
     assert cfg.train.lr == 3e-5 and cfg.train.epochs == 2 and cfg.data.holdout_languages == ["uk", "az"] and cfg.run_name is None
 
 
-def test_cli_config_error_exits_before_anything_runs(mlflow_store):
+def test_cli_config_error_exits_before_anything_runs(store_location):
     from train.cli import app
 
     result = CliRunner().invoke(app, ["train", str(REPO / "configs/default.yaml"), "train.learning_rate=1"])
     assert result.exit_code == 2
     assert "train.learning_rate" in result.output
-    assert not (mlflow_store / "mlflow.db").exists()
+    assert not (store_location / "mlflow.db").exists()
 
 
 def test_help_is_fast_and_lazy():
@@ -78,7 +78,7 @@ def test_help_is_fast_and_lazy():
 # -- training runs ---------------------------------------------------------------------------------------------------
 
 def train(corpus, model_dir, *extra, **kw):
-    from train.training import run_training
+    from train.pipeline import run_training
 
     cfg = load_config(None, tiny_overrides(corpus, model_dir, **kw) + list(extra))
     return run_training(cfg, quiet=True)
@@ -119,6 +119,7 @@ def test_transformer_run_logs_everything(tiny_corpus, tiny_model_dir, mlflow_sto
     assert set(out["pred_stance"]) <= set(LABELS)
 
 
+@pytest.mark.slow  # two runs
 def test_baseline_logs_same_metric_names(tiny_corpus, tiny_model_dir, mlflow_store):
     rid_t = train(tiny_corpus, tiny_model_dir, register_as="null")
     rid_b = train(tiny_corpus, tiny_model_dir, "model.kind=baseline", register_as="test-baseline")
@@ -133,7 +134,7 @@ def test_baseline_logs_same_metric_names(tiny_corpus, tiny_model_dir, mlflow_sto
 
 
 def test_crash_is_marked_failed_with_error(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch):
-    import train.training as training
+    import train.pipeline as training
 
     def boom(*a, **k):
         raise RuntimeError("disk full (simulated)")
@@ -166,11 +167,12 @@ def test_stale_running_run_is_marked_failed(mlflow_store):
     assert client().get_run(rid).info.status == "FAILED"
 
 
+@pytest.mark.slow  # two runs
 def test_resume_continues_from_checkpoint(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch):
     from transformers import TrainerCallback
 
-    import train.training as training
-    from train.training import TrainingInterrupted, run_training
+    import train.models.trainer as training
+    from train.pipeline import TrainingInterrupted, run_training
 
     armed = {"on": True}
 
@@ -194,12 +196,16 @@ def test_resume_continues_from_checkpoint(tiny_corpus, tiny_model_dir, mlflow_st
 
 
 def _with_extra_callback(fn, cb):
-    def wrapped(model, texts, labels, eval_texts, eval_labels, t, output_dir, callbacks=(), *a, **k):
-        return fn(model, texts, labels, eval_texts, eval_labels, t, output_dir, list(callbacks) + [cb], *a, **k)
+    """fit_transformer with one more Trainer callback in its fit context."""
+    import dataclasses
+
+    def wrapped(*a, ctx, **k):
+        return fn(*a, ctx=dataclasses.replace(ctx, trainer_callbacks=(*ctx.trainer_callbacks, cb)), **k)
 
     return wrapped
 
 
+@pytest.mark.slow  # two runs
 def test_same_config_and_seed_give_same_metrics(tiny_corpus, tiny_model_dir, mlflow_store):
     a = train(tiny_corpus, tiny_model_dir, register_as="null")
     b = train(tiny_corpus, tiny_model_dir, register_as="null")

@@ -17,7 +17,10 @@ import pytest
 
 from tests.conftest import REPO
 from tests.make_demo_store import demo_store, use_demo_store  # noqa: F401 - fixtures
-from train.ui import dump_dom, experiment_runs_url, find_chromium, free_port, metrics_view, running_ui, screenshot
+from train.reports.browser import dump_dom, find_chromium, screenshot
+from train.tracking.server import experiment_runs_url, free_port, metrics_view, running_ui
+
+pytestmark = pytest.mark.slow  # MLflow server and headless Chromium
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -83,7 +86,7 @@ def test_stance_ui_serves_and_stops_on_ctrl_c(use_demo_store):
 def test_ui_refuses_a_port_in_use(use_demo_store):
     import socket
 
-    from train.ui import UIError
+    from train.tracking.server import UIError
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

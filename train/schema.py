@@ -2,7 +2,6 @@
 
 # Label order is the class-index order everywhere (model heads, probability columns, confusion matrices).
 LABELS = ("conciliatory", "neutral", "hostile")
-LABEL2ID = {name: i for i, name in enumerate(LABELS)}
 
 REQUIRED_FIELDS = ("id", "text", "language", "stance", "speaker", "speaker_group", "source", "date", "split")
 OPTIONAL_FIELDS = ("register", "notes")

@@ -1,0 +1,32 @@
+"""What every command shares: error exits ("error: ..." in red on stderr) and writing a result to stdout or a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def fail(message: str, code: int = 2):
+    """Exit with `code` (2: bad usage or input, 1: the work itself failed) after printing the message."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def fail_on_data_error(error) -> None:
+    """Print a DataError's problems and exit 1."""
+    for problem in error.problems:
+        typer.echo(f"error: {problem}", err=True)
+    typer.secho(f"{len(error.problems)} error(s)", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def emit(text: str, output: Path | None) -> None:
+    """To stdout, or written atomically to `output` (then "wrote <output>" on stderr)."""
+    if output:
+        from train.formats import write_text_atomic
+
+        write_text_atomic(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text, nl=False)

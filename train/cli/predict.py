@@ -1,0 +1,163 @@
+"""`stance predict`: batch inference over a CSV / JSONL / Parquet file (the file contract: train/inference/batch.py).
+
+MODEL is a local directory (a saved stance model with stance_model.json, or an MLflow model directory) or an MLflow
+model URI (runs:/<run_id>/model, models:/<name>/<version>, models:/<name>@<alias>). MLflow models are downloaded and
+their stance model directory (artifacts/<...> inside the pyfunc) is loaded directly, so the length-sorted, dynamically
+padded engine runs without the pyfunc layer in between. `--engine spark` runs the pyfunc as a Spark UDF
+(train/tracking/spark.py has the recipe for any PySpark job).
+
+Only typer is imported at module level: `stance --help` must stay instant.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from train.cli.common import fail
+
+INFERENCE_EXPERIMENT = "stance-inference"  # as train.tracking.predict_runs (not imported here: it would load MLflow)
+
+
+def predict_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="MLflow model URI (runs:/ID/model, models:/NAME/VERSION, models:/NAME@ALIAS) or a local model directory."),
+    input: Path = typer.Option(..., "--input", "-i", help="CSV, JSONL or Parquet file (by extension)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Parquet, CSV or JSONL file (by extension); written atomically."),
+    text_column: str = typer.Option("text", "--text-column", help="Column holding the statements."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV input (e.g. latin-1, cp1252, utf-16); JSONL is always UTF-8. A UTF-8 byte-order mark is accepted."),
+    batch_size: int = typer.Option(0, "--batch-size", help="Rows per forward pass (0: 64 on CPU, 256 on GPU)."),
+    chunk_size: int = typer.Option(5000, "--chunk-size", help="Rows read, predicted and written at a time (bounds memory; unit of --resume)."),
+    detect_language: Optional[bool] = typer.Option(None, "--detect-language/--no-detect-language", help="Add detected_language (default: only when the input has no language column)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same output, reusing its finished chunks."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard an interrupted run's finished chunks and start over."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU that supports it, else fp32), fp32, bf16, fp16."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for the model (0: one per core)."),
+    backend: str = typer.Option("torch", "--backend", help="CPU runtime for transformer models: torch, or onnx (ONNX Runtime with fused kernels: same predictions, faster; exported once per model and cached; needs the [onnx] extra). The baseline ignores it."),
+    int8: bool = typer.Option(False, "--int8", help="CPU only, implies --backend onnx: int8 weights in the ONNX graph (faster, approximate: 96% agreement with fp32 on the default model's test split)."),
+    log_mlflow: bool = typer.Option(False, "--log-mlflow", help=f"Log the run (input digest, counts, label distribution, rows/s) to the MLflow experiment '{INFERENCE_EXPERIMENT}'."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or spark (pyspark + mlflow.pyfunc.spark_udf)."),
+    spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: the Spark master URL."),
+):
+    """Predict stance for every row of a file; every input row comes out, in order, with its columns plus predictions."""
+    from train.inference import InferenceError
+    from train.tracking.predict_runs import end_predict_run, start_predict_run
+
+    if engine not in ("local", "spark"):
+        fail(f"--engine: {engine!r} is not one of local, spark")
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device: {device!r} is not one of auto, cpu, cuda")
+    if backend not in ("torch", "onnx"):
+        fail(f"--backend: {backend!r} is not one of torch, onnx")
+    if int8:
+        backend = "onnx"  # torch's own dynamic quantization cost 10 macro-F1 points on the default model; ORT's per-channel int8 cost 1.3
+    if backend == "onnx" and engine == "spark":
+        fail("--backend onnx and --int8 run with --engine local (the Spark UDF runs the logged pyfunc as it is)")
+    _quiet_libraries()
+    run = start_predict_run(model, input, output, text_column, chunk_size, engine, backend, int8) if log_mlflow else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="stance-predict-") as tmp:
+            if engine == "spark":
+                from train.tracking.spark import predict_with_spark
+
+                summary, uri, version = predict_with_spark(model, input, output, text_column, spark_master, detect_language, tmp,
+                                                           encoding)
+            else:
+                summary, uri, version = _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language,
+                                                       resume, overwrite, device, precision, threads, int8, tmp, backend, encoding)
+    except InferenceError as e:
+        end_predict_run(run, None, "FAILED", str(e))
+        fail(str(e))
+    except BaseException as e:
+        end_predict_run(run, None, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", repr(e))
+        raise
+    reused = f", {summary.chunks_reused} reused from the interrupted run" if summary.chunks_reused else ""
+    typer.echo(f"{output}: {summary.rows} rows ({summary.bad_rows} bad) in {summary.seconds:.1f}s, {summary.rows_per_s:.0f} rows/s; "
+               f"chunks: {summary.chunks_computed} computed{reused}", err=True)
+    if summary.errors:
+        typer.echo("bad rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1])), err=True)
+    end_predict_run(run, (summary, uri, version, input), "FINISHED")
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for our progress: no weight-loading bars or over-length warnings (long rows are reported per row)."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,
+                   threads, int8, tmp, backend="torch", encoding="utf-8"):
+    from train.inference import WorkLock, predict_file
+    from train.tracking.registry import load_for_predict, model_fingerprint
+
+    WorkLock.check_free(Path(output))  # another run on this output: say so before downloading and loading a model
+    stance, uri, version, dev, model_dir = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)
+    batch = batch_size or (256 if dev == "cuda" else 64)
+    # everything else that changes the predictions: parts of a run with other values are never resumed into this one
+    options = {"model_version": version, "model_files": model_fingerprint(model_dir), "device": dev, "precision": precision,
+               "backend": backend if stance.kind == "transformer" else "", "int8": int8 and stance.kind == "transformer"}
+    with progress_reporter(input) as progress:
+        summary = predict_file(stance, input, output, text_column, model_uri=uri, model_version=version, batch_size=batch,
+                               chunk_rows=chunk_size, detect_language=detect_language, resume=resume, overwrite=overwrite,
+                               progress=progress, encoding=encoding, options=options)
+    return summary, uri, version
+
+
+# -- progress -----------------------------------------------------------------------------------------------------------
+
+class progress_reporter:
+    """A rich progress bar (rows, rows/s, ETA) on a terminal; otherwise a log line every `every` chunks."""
+
+    def __init__(self, input_path: Path, every: int = 10):
+        self.input_path, self.every, self.bar, self.calls = Path(input_path), every, None, 0
+
+    def __enter__(self):
+        from train.inference import count_rows, file_format
+
+        try:
+            self.total = count_rows(self.input_path, file_format(self.input_path, "input"))
+        except Exception:  # noqa: BLE001 - the run itself reports unreadable inputs clearly
+            self.total = None
+        self.start = time.perf_counter()
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} rows/s"),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("predict", total=self.total, rate="-")
+        return self
+
+    def __call__(self, done: int, summary) -> None:
+        self.calls += 1
+        rate = done / max(1e-9, time.perf_counter() - self.start)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, rate=f"{rate:,.0f}")
+        elif self.calls % self.every == 0:
+            eta = f", ETA {_hms((self.total - done) / rate)}" if self.total and rate > 0 and self.total > done else ""
+            of = f"/{self.total}" if self.total else ""
+            typer.echo(f"stance predict: {done}{of} rows, {rate:,.0f} rows/s{eta}", err=True)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -1,0 +1,42 @@
+"""Labeled statements: reading, validating, splitting, summarising and importing.
+
+The corpus lives in ``labeled/*.jsonl`` (one JSON object per line, fields from ``train.schema``). Everything that
+reads the corpus goes through :func:`validate` / :func:`load_statements`, so a broken row is reported once, with its
+file and line, instead of surfacing later as a training bug.
+
+Modules: ``problems`` (Problem, DataError, ValidationReport), ``readers`` (JSONL / CSV files), ``validation`` (row and
+cross-row checks, ``validate``, ``load_statements``), ``splits`` (filters, train/val/eval with hold-outs), ``stats``
+(count tables, the dataset card), ``importers`` (CSV, TweetEval), ``selection`` (the rows a run trains and is scored on).
+"""
+
+from train.data.importers import (
+    LANGUAGE_NAMES,
+    SENTIMENT_LABEL_MAP,
+    decode_unicode_escapes,
+    import_csv,
+    import_tweeteval,
+    read_tweeteval,
+)
+from train.data.problems import DataError, Problem, ValidationReport
+from train.data.readers import ALL_FIELDS, corpus_files
+from train.data.selection import load_eval_files, prepare_data
+from train.data.splits import filter_statements, make_splits
+from train.data.stats import STATS_END, STATS_START, stats_table, write_card_stats
+from train.data.validation import (
+    ISO639_1,
+    NEAR_DUPLICATE_THRESHOLD,
+    check_row,
+    load_statements,
+    near_duplicate_pairs,
+    normalise_text,
+    validate,
+)
+from train.runtime import DEFAULT_LABELED_DIR
+
+__all__ = [
+    "ALL_FIELDS", "DEFAULT_LABELED_DIR", "ISO639_1", "LANGUAGE_NAMES", "NEAR_DUPLICATE_THRESHOLD", "SENTIMENT_LABEL_MAP",
+    "STATS_END", "STATS_START", "DataError", "Problem", "ValidationReport", "check_row", "corpus_files",
+    "decode_unicode_escapes", "filter_statements", "import_csv", "import_tweeteval", "load_eval_files", "load_statements",
+    "make_splits", "prepare_data",
+    "near_duplicate_pairs", "normalise_text", "read_tweeteval", "stats_table", "validate", "write_card_stats",
+]

@@ -1,0 +1,69 @@
+"""The rows a run uses: the corpus validated, filtered and split as the config says, and its extra evaluation files.
+
+Everything that would make a run fail later, or finish with a meaningless model, fails here, before any MLflow run
+exists (a DataError naming each problem)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from train.config import Config
+from train.data.problems import DataError, Problem
+from train.data.splits import filter_statements, make_splits
+from train.data.validation import load_statements
+from train.schema import LABELS
+
+
+def prepare_data(cfg: Config):
+    """Validate (fails on any error), filter and split. Returns (full_df, {train, val, eval}).
+
+    Everything that would make the run fail later, or finish with a meaningless model, fails here, before any MLflow
+    run exists: filter or hold-out values the data does not have, filters that leave no rows, empty splits and a
+    training set with a single class (a DataError with one problem each).
+    """
+    df = load_statements(cfg.data.paths)
+    d = cfg.data
+    where = ", ".join(map(str, d.paths))
+
+    def problem(message):
+        return DataError(Problem(where, None, None, message))
+
+    for key, column in (("languages", "language"), ("exclude_languages", "language"), ("holdout_languages", "language"),
+                        ("speaker_groups", "speaker_group"), ("exclude_speaker_groups", "speaker_group"),
+                        ("holdout_speaker_groups", "speaker_group"), ("sources", "source")):
+        # a typo in a filter silently changes the experiment (an exclude that excludes nothing, a hold-out of nothing)
+        absent = sorted(set(getattr(d, key) or ()) - set(df[column]))
+        if absent:
+            raise problem(f"data.{key}={absent}: no rows have these values; valid: {', '.join(sorted(set(df[column])))}")
+    df = filter_statements(df, languages=d.languages, exclude_languages=d.exclude_languages or None,
+                           speaker_groups=d.speaker_groups, exclude_speaker_groups=d.exclude_speaker_groups or None, sources=d.sources)
+    if df.empty:
+        used = [f"data.{k}={getattr(d, k)}" for k in ("languages", "exclude_languages", "speaker_groups", "exclude_speaker_groups", "sources")
+                if getattr(d, k)]
+        raise problem(f"{', '.join(used)} leave no rows; valid: filters that keep at least one language, group and source")
+    try:
+        parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+    except ValueError as e:
+        raise problem(str(e)) from None
+    classes = parts["train"]["stance"].value_counts().to_dict()
+    if len(classes) < 2:
+        raise problem(f"the training set has a single class {classes}; a classifier needs at least two of {', '.join(LABELS)}")
+    return df, parts
+
+
+def load_eval_files(cfg: Config, train_df) -> dict:
+    """The config's extra evaluation sets, validated like labeled/ (before any run exists), keyed by file stem."""
+    sets = {}
+    for path in cfg.data.eval_files:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)
+        if name in sets or name == "eval":
+            raise DataError([Problem(path, None, "data.eval_files", f"two evaluation sets would be named {name!r}: rename one file")])
+        if not Path(path).exists():
+            raise DataError([Problem(path, None, "data.eval_files", "no such file or directory")])
+        df = load_statements([path])
+        leaked = sorted(set(df["id"]) & set(train_df["id"]))
+        if leaked:
+            raise DataError([Problem(path, None, "id", f"{len(leaked)} rows are also training rows (e.g. {leaked[0]}): an evaluation set must be unseen")])
+        sets[name] = df.reset_index(drop=True)
+    return sets

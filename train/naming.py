@@ -1,0 +1,66 @@
+"""How runs are named and what makes two runs "the same configuration".
+
+A run's default name ends in `-s<seed>`; a seed sweep's parent ends in `-x<N>seeds`. Runs of one configuration share
+the name without the seed suffix (`without_seed`) and the config digest (every setting but the run name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from train.config import Config, to_dict
+
+SEED_SUFFIX = re.compile(r"-s(\d+)$")
+# Params that differ between runs of one configuration without making it another configuration.
+NOT_CONFIG_PARAMS = {"train.seed", "run_name", "threads", "train.threads", "output_dir", "register_as", "experiment"}
+
+
+def config_digest(cfg: Config) -> str:
+    """Same configuration, same digest: every setting except the run name."""
+    d = to_dict(cfg)
+    d.pop("run_name", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_family(cfg: Config) -> str:
+    if cfg.model.kind == "baseline":
+        return "tfidf-logreg"
+    return Path(cfg.model.name.rstrip("/")).name
+
+
+def default_run_name(cfg: Config) -> str:
+    if cfg.model.kind == "baseline":
+        core = f"tfidf-{cfg.model.analyzer}{cfg.model.ngram_min}-{cfg.model.ngram_max}-C{cfg.model.C:g}"
+    else:
+        t = cfg.train
+        core = f"{model_family(cfg)}-{cfg.model.pooling}-lr{t.lr:g}-ep{t.epochs}" + ("-frozenemb" if t.freeze_embeddings else "")
+    held = cfg.data.holdout_languages + cfg.data.holdout_speaker_groups
+    return core + (f"-holdout-{'+'.join(held)}" if held else "") + with_seed("", cfg.train.seed)
+
+
+def with_seed(name: str, seed: int) -> str:
+    return f"{name}-s{seed}"
+
+
+def without_seed(name: str) -> str:
+    return SEED_SUFFIX.sub("", name)
+
+
+def seed_of(name) -> str | None:
+    """The seed a run name ends in, or None."""
+    m = SEED_SUFFIX.search(name) if isinstance(name, str) else None
+    return m.group(1) if m else None
+
+
+def parent_run_name(cfg: Config, n: int) -> str:
+    return f"{without_seed(cfg.run_name or default_run_name(cfg))}-x{n}seeds"
+
+
+def child_run_name(cfg: Config, seed: int) -> str | None:
+    """A sweep child's run name: None keeps the default (which already ends in -s<seed>)."""
+    if cfg.run_name is None:
+        return None
+    return with_seed(without_seed(cfg.run_name), seed)
