@@ -20,8 +20,7 @@ from typing import Optional
 import typer
 
 from train.cli.common import fail
-
-INFERENCE_EXPERIMENT = "stance-inference"  # as train.tracking.predict_runs (not imported here: it would load MLflow)
+from train.naming import INFERENCE_EXPERIMENT
 
 
 def predict_cmd(

@@ -1,4 +1,10 @@
-"""What the two stance models share: the estimator contract, temperature scaling and the class-prior shift."""
+"""What the two stance models share: the estimator contract, temperature scaling and the class-prior shift.
+
+The contract (scikit-learn style): hyperparameters in the constructor (`from_config(cfg)` builds one from a run
+config), data in `fit(texts, labels, eval_texts=None, eval_labels=None, eval_groups=None)`, learned state set only by
+fit (then `calibrate` on held-out rows); `predict_proba`, `predict`, `save`, `load`. Where a fit reports progress and
+where the transformer keeps checkpoints is not a parameter of either: see train.models.fitting.
+"""
 
 from __future__ import annotations
 

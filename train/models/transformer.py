@@ -154,9 +154,8 @@ class TransformerStance(StanceEstimator):
     def fit(self, texts, labels, eval_texts=None, eval_labels=None, eval_groups=None):
         """Fine-tune a fresh head (and the unfrozen encoder) on the texts; `eval_*` is the validation split, scored
         every epoch (per group, e.g. language) for early stopping. The Trainer loop lives in train.models.trainer."""
-        from train.models import (
-            trainer,  # the training loop: never loaded when a model is only used for inference
-        )
+        # the training loop: imported here so that a model used only for inference never loads it
+        from train.models import trainer
 
         trainer.fit_transformer(self, list(texts), list(labels), eval_texts, eval_labels, eval_groups, ctx=current_fit_context())
         return self

@@ -7,10 +7,9 @@ import signal
 from pathlib import Path
 
 from train.formats import sha256_file
+from train.naming import INFERENCE_EXPERIMENT
 from train.tracking.runs import TrainingInterrupted, git_info, process_tags, reconcile_stale_runs
 from train.tracking.store import get_experiment_id, setup_tracking
-
-INFERENCE_EXPERIMENT = "stance-inference"
 
 _sigterm_before: list = []  # the SIGTERM handler _start_mlflow_run replaced
 
