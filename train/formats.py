@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -9,8 +10,6 @@ from pathlib import Path
 
 def sha256_file(path: Path) -> str:
     """The sha256 of a file's content, streamed in 4 MiB blocks."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 22):

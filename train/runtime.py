@@ -3,6 +3,7 @@ here, plus the torch device, precision and CPU threads. Nothing here imports tor
 
 from __future__ import annotations
 
+import tomllib
 import os
 from pathlib import Path
 
@@ -50,8 +51,6 @@ def locate_store() -> tuple[Path, str]:
 
 
 def _is_project_root(d: Path) -> bool:
-    import tomllib
-
     try:
         return tomllib.loads((d / "pyproject.toml").read_text(encoding="utf-8")).get("project", {}).get("name") == "stance-lab"
     except (OSError, ValueError, UnicodeDecodeError):

@@ -1,5 +1,7 @@
 """The labeled-statement schema, shared by every module. Values here are the contract with labeled/GUIDELINES.md."""
 
+import hashlib
+
 # Label order is the class-index order everywhere (model heads, probability columns, confusion matrices).
 LABELS = ("conciliatory", "neutral", "hostile")
 
@@ -32,8 +34,6 @@ SOURCES = ("authored", "seed_article", "imported")
 
 def split_for_id(row_id: str, val_pct: int = 15, test_pct: int = 15) -> str:
     """A row's split depends on its id alone, so adding rows never moves an existing row to another split."""
-    import hashlib
-
     bucket = int(hashlib.sha256(row_id.encode("utf-8")).hexdigest()[:8], 16) % 100
     if bucket < test_pct:
         return "test"

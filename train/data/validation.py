@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from train.data.problems import DataError, Problem, ValidationReport, _display, _Record
@@ -182,7 +183,6 @@ def near_duplicate_pairs(texts: list[str], groups: list[str] | None = None,
     With ``groups`` only pairs from different groups are compared (cheaper: no within-group products).
     Exact: sparse matrix products in row blocks (about 1 s for 10k short texts).
     """
-    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     if len(texts) < 2:

@@ -8,6 +8,7 @@ content, model and options. Exit codes and the input contract: docs/input-contra
 
 from __future__ import annotations
 
+import fcntl
 import codecs
 import json
 import os
@@ -64,8 +65,6 @@ class WorkLock:
     """
 
     def __init__(self, output: Path):
-        import fcntl
-
         self.work = parts_dir_for(output)
         while True:
             try:
@@ -95,8 +94,6 @@ class WorkLock:
         """Raise now if another run holds `output`, e.g. before loading a model (creates nothing; the lock itself is
         taken by predict_file). Its lock lasts microseconds: a run starting in that instant is refused, as one of two
         runs started together must be."""
-        import fcntl
-
         try:
             fd = os.open(parts_dir_for(output) / LOCK, os.O_RDONLY)
         except OSError:

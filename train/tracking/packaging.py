@@ -3,6 +3,7 @@ pickled), with its requirements pinned at the installed versions: logged into a 
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,6 @@ PYFUNC_REQUIREMENTS = ["torch", "transformers", "tokenizers", "safetensors", "sc
 def pinned_requirements() -> list[str]:
     """The pyfunc's requirements at the exact versions installed now, so the environment that produced a run's
     numbers is the one `mlflow models serve` or a Spark cluster rebuilds (unpinned names would take today's releases)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = []
     for name in PYFUNC_REQUIREMENTS:
         try:
@@ -32,8 +31,6 @@ def pinned_requirements() -> list[str]:
 def installed_packages() -> str:
     """Every installed distribution at its version, in requirements format: logged with each run so the environment
     that produced its numbers can be rebuilt (`pip install -r`), beside the pins of .ci/constraints.txt."""
-    from importlib.metadata import distributions
-
     names = {(d.metadata["Name"] or "").lower(): d.version for d in distributions() if d.metadata["Name"]}
     return "".join(f"{n}=={v}\n" for n, v in sorted(names.items()))
 

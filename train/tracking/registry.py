@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import yaml
+
 from train.formats import sha256_file
 from train.inference.rows import InferenceError
 from train.models import MODEL_CARD, BackendError, file_digests, load_stance_model
@@ -42,8 +44,6 @@ def stance_dir_in(path: Path) -> Path:
         return path
     mlmodel = path / "MLmodel"
     if mlmodel.is_file():
-        import yaml
-
         flavor = (yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}).get("flavors", {}).get("python_function", {})
         rel = (flavor.get("artifacts") or {}).get("stance_model", {}).get("path")
         if rel:

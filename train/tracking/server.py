@@ -6,6 +6,8 @@ The server runs in its own process group (`mlflow server` starts worker processe
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -112,9 +114,6 @@ def metrics_view(experiment_id: str, metric: str = "macro_f1") -> str:
     button does (an experiment tag mlflow.sharedViewState.<key> holding the view as JSON) opens with them for anyone.
     The key is a digest of the view, so saving it again changes nothing.
     """
-    import hashlib
-    import json
-
     import mlflow
     from mlflow.tracking import MlflowClient
 

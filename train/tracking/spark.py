@@ -15,6 +15,7 @@ The UDF runs the same pyfunc (and so the same `predict_values`) as the CLI and t
 
 from __future__ import annotations
 
+import warnings
 import os
 import time
 from pathlib import Path
@@ -30,8 +31,6 @@ from train.tracking.store import setup_tracking
 
 def predict_with_spark(model, input, output, text_column, master, detect_language, tmp, encoding="utf-8"):
     """The recipe from the module docstring, reading and writing the same formats as the local engine."""
-    import warnings
-
     import mlflow.pyfunc
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F

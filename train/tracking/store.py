@@ -3,6 +3,7 @@ $MLFLOW_TRACKING_URI, and experiments by name. The store folder itself is decide
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from train.runtime import locate_store, store_dir
@@ -43,8 +44,6 @@ def _create_store_once(uri: str) -> None:
     """Create and migrate the sqlite store while holding a lock file in its folder. MLflow migrates a store that lacks
     tables on first use, unlocked: two commands started at once on a fresh store both run the migrations on one
     database, and one crashes. Under the lock the second one finds the tables there and only checks them."""
-    import fcntl
-
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     if uri in _CREATED:
