@@ -91,6 +91,13 @@ def test_every_run_is_verified_registered_and_leaves_no_checkpoints(store):
     assert per_run == {"baseline": ["baseline.skops"], "mean": ["head.safetensors", "model.safetensors"],
                        "cls": ["head.safetensors", "model.safetensors"], "auto": ["model.safetensors"]}, per_run
     assert len(weights) == 6, weights
+    # the logged pyfunc names the exact versions installed when it was logged, not bare package names
+    from importlib.metadata import version
+
+    reqs = [l for l in (logged_model_dir(store, store["runs"]["mean"]) / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    pinned = dict(l.split("==", 1) for l in reqs)
+    assert set(pinned) >= {"torch", "transformers", "scikit-learn", "skops", "safetensors", "mlflow", "numpy", "pandas"}, reqs
+    assert all(pinned[name] == version(name) for name in pinned), reqs
 
 
 @pytest.mark.parametrize("kind", KINDS)
