@@ -207,3 +207,47 @@ def test_subsample_is_stratified_and_deterministic():
     assert len(a) == 27 and a.index.equals(b.index) and not a.index.equals(subsample(df, 27, seed=6).index)
     assert a.groupby(["stance", "language"]).size().tolist() == [3] * 9
     assert a.index.is_monotonic_increasing
+
+
+HAMMER = """
+import sys, time
+import optuna
+from train.config import load_config
+from train.tune import open_study
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+cfg = load_config(None, ["tune.pruner=none"])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together, after the imports
+study = open_study(cfg, sys.argv[1], "hammer")
+def objective(trial):
+    x = trial.suggest_float("x", -1.0, 1.0)
+    for step in range(3):
+        trial.report(x * step, step)
+    return x * x
+study.optimize(objective, n_trials=15)
+print("ok")
+"""
+
+
+def test_many_workers_on_a_fresh_sqlite_storage_do_not_crash(tmp_path):
+    """Four processes create one sqlite study at the same moment and write trials as fast as they can, while another
+    process holds the database's write lock for 8 s (longer than sqlite's default 5 s wait) just as they start."""
+    import sqlite3
+
+    path = tmp_path / "fresh" / "optuna.db"
+    url = f"sqlite:///{path}"
+    start = time.time() + 8
+    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, url, str(start)], cwd=tmp_path, env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    path.parent.mkdir()
+    time.sleep(max(0.0, start - 0.5 - time.time()))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    time.sleep(8)
+    holder.execute("COMMIT")
+    holder.close()
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and out.strip() == "ok", err[-3000:]
+    study = load_study(url, "hammer")
+    assert len(study.trials) == 60 and sorted(t.number for t in study.trials) == list(range(60))
+    assert all(t.state.name == "COMPLETE" and len(t.intermediate_values) == 3 for t in study.trials)

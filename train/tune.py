@@ -333,7 +333,8 @@ def trials_table(df, objective: str) -> str:
     order = df.assign(_done=df["state"] == "COMPLETE").sort_values(["_done", "value", "trial"], ascending=[False, False, True]) \
         if len(df) else df
     header = ["trial", "state", objective, *[c for c in df.columns if c not in ("trial", "state", "value", "epochs_reported", "seconds", "run_id")], "seconds", "run"]
-    rows = [[cell(r["trial"]), r["state"], cell(r["value"]), *[cell(r[c]) for c in header[3:-2]], cell(r["seconds"]), str(r["run_id"])[:8]]
+    rows = [[cell(r["trial"]), r["state"], "–" if math.isnan(r["value"]) else f"{r['value']:.4f}", *[cell(r[c]) for c in header[3:-2]],
+             "–" if math.isnan(r["seconds"]) else f"{r['seconds']:.0f}", str(r["run_id"])[:8]]
             for _, r in order.iterrows()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
