@@ -46,7 +46,8 @@ def test_search_logs_nested_trials_and_the_best(tiny_corpus, tiny_model_dir, mlf
     client = tracking_client()
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["stance.tune"] == "true"
-    assert "stance.parent" not in parent.data.tags  # a seed sweep's tag: leaderboards would read the search as one model
+    # left out of `stance runs compare` (like a seed sweep's parent) and of the transfer/UMSAB tables (no eval_split)
+    assert parent.data.tags["stance.parent"] == "true" and "eval_split" not in parent.data.tags
     kids = children_of(client, result.parent_run_id)
     assert len(kids) == 3 and all(k.info.status == "FINISHED" for k in kids)
 

@@ -63,7 +63,9 @@ def default_study_name(cfg: Config, config_path: str | None) -> str:
     d = to_dict(cfg)
     for key in ("trials", "storage", "study_name", "seed"):
         d["tune"].pop(key, None)
-    d.pop("run_name", None)
+    for key in ("run_name", "output_dir"):
+        d.pop(key, None)
+    d["train"].pop("threads", None)  # workers on other machines may use other thread counts
     digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(config_path).stem) if config_path else "tune"
     return f"{stem}-{digest}"
@@ -263,7 +265,9 @@ def run_tune(cfg: Config, config_path: str | None = None, overrides: list[str] |
     state = {"trial": None}
     with tracking.closing_run(lambda: f"trial {state['trial']} failed: " if state["trial"] is not None else ""):
         tags = _parent_tags(cfg, parts, [cfg.train.seed], config_path)
-        tags.pop("stance.parent", None)  # not a seed sweep: leaderboards must not read it as one model
+        # stance.parent (kept): `stance runs compare` leaves it out like a seed sweep's parent (--include-parents shows it);
+        # no eval_split: the transfer and UMSAB tables must not take the search for a model evaluated on the test split
+        tags.pop("eval_split", None)
         tags.update({"stance.tune": "true", "stance.study": name, "stance.optuna_storage": _redact(storage_url)})
         mlflow.set_tags(tags)
         mlflow.log_params({"tune.trials": n_trials, "tune.objective": cfg.tune.objective, "tune.direction": cfg.tune.direction,
