@@ -227,9 +227,9 @@ def run_trial(trial, cfg: Config, parent_id: str, study_name: str, config_path: 
     objective = cfg.tune.objective
     if objective not in metrics:
         close = difflib.get_close_matches(objective, list(metrics), n=5, cutoff=0.5)
+        shown = close or sorted(m for m in metrics if "_lang_" not in m and not m.startswith(("precision_", "recall_", "f1_")))[:15]
         raise ObjectiveMissing(f"tune.objective: run {rid} (trial {trial.number}) logged no metric {objective!r}; "
-                               f"close ones it logged: {', '.join(close) if close else 'none'} "
-                               f"(all: stance runs show {rid})")
+                               f"{'close ones it logged' if close else 'it logged e.g.'}: {', '.join(shown)}")
     value = float(metrics[objective])
     if not quiet:
         print(f"trial {trial.number}: {objective}={value:.4f} {_fmt_params(values)}")
