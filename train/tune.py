@@ -260,7 +260,7 @@ def run_tune(cfg: Config, config_path: str | None = None, overrides: list[str] |
     exp_id = tracking.get_experiment_id(cfg.experiment)
     tracking.reconcile_stale_runs(exp_id)
 
-    parent = mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{name}")
+    parent = mlflow.start_run(experiment_id=exp_id, run_name=name if name.startswith("tune") else f"tune-{name}")
     parent_id = parent.info.run_id
     state = {"trial": None}
     with tracking.closing_run(lambda: f"trial {state['trial']} failed: " if state["trial"] is not None else ""):
