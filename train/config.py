@@ -37,6 +37,9 @@ class DataConfig:
     # Extra evaluation sets (corpus-schema files, e.g. real statements): each is scored by the final model and logged
     # beside the eval split, its metrics named `<file stem>/macro_f1` etc. and its plots in the `<file stem>/` folder.
     eval_files: list[str] = field(default_factory=list)
+    # Train on at most this many training rows (a fixed sample, stratified by stance and language, drawn with
+    # train.seed; val/eval untouched): quick experiments and `stance tune` trials (tune.max_train_rows). None: all rows.
+    max_train_rows: int | None = None
 
 
 @dataclass
@@ -82,6 +85,24 @@ class TrainConfig:
 
 
 @dataclass
+class TuneConfig:
+    """`stance tune`: an Optuna search over config keys; each trial is one `stance train` run nested under a parent run."""
+    trials: int = 10  # trials this process runs (per worker; `--trials N` overrides it)
+    objective: str = "val_macro_f1"  # any metric a run logs: val_macro_f1, macro_f1, realquotes_dev/macro_f1, ...
+    direction: str = "maximize"
+    # dotted config key -> distribution: {type: float, low, high, log}, {type: int, low, high, step}, {type: categorical, choices}
+    space: dict = field(default_factory=dict)
+    storage: str | None = None  # Optuna storage URL (None: sqlite:///<MLflow store folder>/optuna.db)
+    study_name: str | None = None  # None: derived from the config file name and the search (the same for every worker)
+    # median: stop a trial whose per-epoch validation metric is below the median of earlier trials at that epoch; none (or null)
+    pruner: str | None = "median"
+    pruner_startup_trials: int = 3  # the median pruner prunes nothing until this many trials have completed
+    prune_on: str | None = None  # per-epoch metric reported to the pruner (None: val_<the objective's metric name>)
+    max_train_rows: int | None = None  # trials train on this many rows (data.max_train_rows); the printed command on all
+    seed: int | None = None  # sampler seed: a reproducible single-worker search (leave null with several workers)
+
+
+@dataclass
 class Config:
     experiment: str = "stance-ru-az-2025"
     run_name: str | None = None  # None: built from model, key hyperparameters and seed
@@ -90,6 +111,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 CHOICES = {
@@ -98,6 +120,8 @@ CHOICES = {
     "model.pooling": ("mean", "cls", "auto"),
     "model.analyzer": ("char_wb", "char", "word"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "tune.direction": ("maximize", "minimize"),
+    "tune.pruner": ("median", "none"),
 }
 
 
@@ -136,6 +160,10 @@ def _check_type(value, tp, key: str):
         if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
             return float(value)  # YAML 1.1 reads 3e-5 (no dot) as a string
         raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -162,7 +190,7 @@ def _build(cls, values: dict, prefix: str):
             kwargs[key] = _build(tp, value, f"{full}.")
         else:
             kwargs[key] = _check_type(value, tp, full)
-            if full in CHOICES and kwargs[key] not in CHOICES[full]:
+            if full in CHOICES and kwargs[key] is not None and kwargs[key] not in CHOICES[full]:
                 raise ConfigError(f"{full}: {kwargs[key]!r} is not one of {', '.join(CHOICES[full])}")
     return cls(**kwargs)
 
@@ -225,6 +253,10 @@ RANGES = {
     "model.C": (lambda v: v > 0, "a number > 0"),
     "model.max_features": (lambda v: v is None or v >= 1, "an integer >= 1, or null (no limit)"),
     "model.ngram_min": (lambda v: v >= 1, "an integer >= 1"),
+    "data.max_train_rows": (lambda v: v is None or v >= 1, "an integer >= 1, or null (all rows)"),
+    "tune.trials": (lambda v: v >= 1, "an integer >= 1"),
+    "tune.pruner_startup_trials": (lambda v: v >= 0, "an integer >= 0"),
+    "tune.max_train_rows": (lambda v: v is None or v >= 1, "an integer >= 1, or null (all rows)"),
 }
 
 
@@ -245,6 +277,70 @@ def _check_consistency(cfg: Config) -> None:
                           f"[conciliatory, neutral, hostile], or null")
     if cfg.model.ngram_min > cfg.model.ngram_max:
         raise ConfigError("model.ngram_min must not exceed model.ngram_max")
+    if cfg.tune.space:
+        check_search_space(cfg)
+
+
+DISTRIBUTIONS = {"float": ("low", "high", "log", "step"), "int": ("low", "high", "log", "step"), "categorical": ("choices",)}
+
+
+def check_search_space(cfg: Config) -> None:
+    """tune.space: every key a config key the search may set, every distribution well formed, and its bounds (or every
+    choice) a value the config accepts for that key, so that no trial can fail on a value the search proposed."""
+    valid = [k for k in flat_params(cfg) if not k.startswith("tune.") and k not in ("experiment", "register_as", "output_dir", "run_name")]
+    for key, spec in cfg.tune.space.items():
+        where = f"tune.space.{key}"
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{where}: '{key}' is not a config key a search can set.{hint} Valid keys: dotted keys such as train.lr, model.dropout")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected a distribution such as {{type: float, low: 1e-5, high: 1e-4, log: true}}, got {spec!r}")
+        kind = spec.get("type")
+        if kind not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}.type: {kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
+        for name in spec:
+            if name != "type" and name not in DISTRIBUTIONS[kind]:
+                close = difflib.get_close_matches(name, DISTRIBUTIONS[kind], n=1)
+                hint = f" Did you mean '{where}.{close[0]}'?" if close else ""
+                raise ConfigError(f"unknown key '{where}.{name}' for type {kind}.{hint} Valid keys: type, {', '.join(DISTRIBUTIONS[kind])}")
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(f"{where}.choices: expected a non-empty list, got {choices!r}")
+            values = choices
+        else:
+            if "low" not in spec or "high" not in spec:
+                raise ConfigError(f"{where}: a {kind} distribution needs low and high")
+            number = _check_type(spec["low"], int if kind == "int" else float, f"{where}.low"), _check_type(spec["high"], int if kind == "int" else float, f"{where}.high")
+            if number[0] > number[1]:
+                raise ConfigError(f"{where}: low {number[0]} is above high {number[1]}")
+            if spec.get("log") and (number[0] <= 0 or spec.get("step") is not None):
+                raise ConfigError(f"{where}: log: true needs low > 0 and no step")
+            spec["low"], spec["high"] = number  # YAML 1.1 reads 1e-5 as a string: keep the number
+            if spec.get("step") is not None:
+                spec["step"] = _check_type(spec["step"], int if kind == "int" else float, f"{where}.step")
+            if "log" in spec:
+                spec["log"] = _check_type(spec["log"], bool, f"{where}.log")
+            values = list(number)
+        for v in values:
+            try:
+                apply_overrides(cfg, {key: v}, check_space=False)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: the value {v!r} is not valid for {key} ({e})") from None
+
+
+def apply_overrides(cfg: Config, values: dict, check_space: bool = True) -> Config:
+    """A copy of cfg with dotted keys set ({"train.lr": 3e-5}), validated like a loaded config."""
+    tree = to_dict(cfg)
+    for key, value in values.items():
+        _set_dotted(tree, key, value)
+    out = _build(Config, tree, "")
+    if check_space:
+        _check_consistency(out)
+    else:
+        _check_consistency(dataclasses.replace(out, tune=TuneConfig()))
+    return out
 
 
 def check_model_source(cfg: Config) -> None:
@@ -285,5 +381,7 @@ def flat_params(cfg: Config) -> dict[str, str]:
             else:
                 out[f"{prefix}{k}"] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
-    walk(to_dict(cfg), "")
+    d = to_dict(cfg)
+    d.pop("tune", None)  # the search that proposed a config is not part of what a run trains
+    walk(d, "")
     return out

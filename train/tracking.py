@@ -147,11 +147,12 @@ def closing_run(error_prefix=lambda: ""):
         yield
         mlflow.end_run("FINISHED")
     except BaseException as e:  # noqa: BLE001 - every way out must close the run with the reason
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        # an exception may say how its run ends (a pruned `stance tune` trial: KILLED, tagged stance.pruned)
+        status = getattr(e, "run_status", None) or ("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         try:
             while mlflow.active_run() and mlflow.active_run().info.run_id != own:
                 mlflow.end_run(status)
-            mlflow.set_tag("stance.error", f"{error_prefix()}{type(e).__name__}: {e}"[:5000])
+            mlflow.set_tags({"stance.error": f"{error_prefix()}{type(e).__name__}: {e}"[:5000], **(getattr(e, "run_tags", None) or {})})
         finally:
             mlflow.end_run(status)
         raise

@@ -20,6 +20,9 @@ from train.tracking import TrainingInterrupted  # noqa: F401 - re-exported: call
 def config_digest(cfg: Config) -> str:
     d = to_dict(cfg)
     d.pop("run_name", None)
+    d.pop("tune", None)  # how a config was found does not change what it trains
+    if d["data"].get("max_train_rows") is None:
+        d["data"].pop("max_train_rows", None)  # keys added later leave the digests of earlier runs (and --resume) as they were
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -72,10 +75,23 @@ def prepare_data(cfg: Config):
         parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
     except ValueError as e:
         raise problem(str(e)) from None
+    if d.max_train_rows is not None and len(parts["train"]) > d.max_train_rows:
+        parts["train"] = subsample(parts["train"], d.max_train_rows, cfg.train.seed)
     classes = parts["train"]["stance"].value_counts().to_dict()
     if len(classes) < 2:
         raise problem(f"the training set has a single class {classes}; a classifier needs at least two of {', '.join(LABELS)}")
     return df, parts
+
+
+def subsample(df, n: int, seed: int):
+    """n rows of df, stratified by stance and language (each cell keeps its share, within one row), drawn with seed;
+    in df's order. The same (df, n, seed) always gives the same rows."""
+    shuffled = df.sample(frac=1.0, random_state=seed)
+    cells = shuffled.groupby(["stance", "language"], sort=False)
+    # a row's position within its cell, as a fraction of the cell: taking the n smallest interleaves the cells evenly
+    rank = (cells.cumcount() + 0.5) / cells["stance"].transform("size")
+    keep = rank.sort_values(kind="stable").index[:n]
+    return df.loc[df.index.isin(keep)]
 
 
 def class_weights(labels: list[str]) -> list[float]:
@@ -275,8 +291,11 @@ def mlflow_epoch_logger():
 # -- a whole run ---------------------------------------------------------------------------------------------------
 
 def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, config_path: str | None = None,
-                 parent_run_id: str | None = None, quiet: bool = False) -> str:
-    """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id."""
+                 parent_run_id: str | None = None, quiet: bool = False, callbacks=(), tags: dict | None = None) -> str:
+    """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id.
+
+    callbacks: extra Trainer callbacks (the transformer only; `stance tune` reports epochs to Optuna with one);
+    tags: extra tags set on the run when it opens."""
     import mlflow
 
     from train import tracking
@@ -303,6 +322,8 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         if run_id is None:
             out_dir = out_dir.with_name(rid)
         _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path)
+        if tags:
+            mlflow.set_tags(tags)
         started = time.time()
         _seed_everything(cfg.train.seed)  # before the head is initialised, not only when the Trainer starts
         model = build_model(cfg, parts["train"]["stance"].tolist())
@@ -318,7 +339,7 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
             val = parts["val"]
             model.fit(parts["train"]["text"].tolist(), parts["train"]["stance"].tolist(),
                       eval_texts=val["text"].tolist() if len(val) else None, eval_labels=val["stance"].tolist() if len(val) else None,
-                      train_cfg=cfg.train, output_dir=out_dir, callbacks=[mlflow_epoch_logger()], resume=resume,
+                      train_cfg=cfg.train, output_dir=out_dir, callbacks=[mlflow_epoch_logger(), *callbacks], resume=resume,
                       eval_groups=val["language"].tolist() if len(val) else None)
         if cfg.train.calibrate and len(val):
             # after the val metrics above (computed at temperature 1): the temperature is fitted on these same rows
