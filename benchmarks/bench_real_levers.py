@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="run id, runs:/ID/model, models:/NAME/N or a model directory")
     ap.add_argument("--dev", default=str(DEV))
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--config", default="configs/default.yaml", help="the model's training config: its validation split "
+                    "fits the temperature when the model was trained without calibration")
     args = ap.parse_args()
 
     import re
@@ -62,6 +64,12 @@ def main() -> None:
     y = dev["stance"].map(LABELS.index).to_numpy()
     raw = model._raw_proba(dev["text"].tolist(), 64)
     val_t = model.temperature  # fitted on the run's validation split by `stance train` (1.0 if calibration was off)
+    if val_t == 1.0 and args.config:  # a model trained without calibration: fit it here, on the same validation split
+        from train.config import load_config
+        from train.training import prepare_data
+
+        _, parts = prepare_data(load_config(args.config))
+        val_t = fit_temperature(model._raw_proba(parts["val"]["text"].tolist(), 64), parts["val"]["stance"].map(LABELS.index).to_numpy())
     rows = []
     for t_name, t in (("no calibration", 1.0), (f"temperature {val_t:.2f} (val split)", val_t)):
         for p_name, prior in PRIORS.items():
