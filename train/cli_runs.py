@@ -86,9 +86,11 @@ def verify_cmd(
 ):
     """Reload the logged model as `stance predict` does, re-score the run's evaluation rows, recompute its metrics,
     and compare with what the run logged (exit 1 on any mismatch)."""
+    from train.cli_predict import _quiet_libraries
     from train.inference import InferenceError
     from train.verify import VerifyError, verify
 
+    _quiet_libraries()  # the pass/fail table, not download and weight-loading bars
     if backend not in ("torch", "onnx"):
         _fail(f"--backend: {backend!r} is not one of torch, onnx")
     try:

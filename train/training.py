@@ -376,8 +376,10 @@ def verify_and_register(run_id: str, register_as: str | None, quiet: bool = Fals
     with the outcome and register the model only when it passed."""
     import mlflow
 
+    from train.cli_predict import _quiet_libraries
     from train.verify import verify
 
+    _quiet_libraries()
     result = verify(run_id)
     mlflow.set_tags({"stance.verified": "passed" if result.passed else "failed"})
     mlflow.log_text(result.table(), "verify.txt")
