@@ -42,7 +42,8 @@ def store(tmp_path_factory, tiny_model_dir):
 
         runs = {}
         for kind in KINDS:
-            extra = ["model.kind=baseline"] if kind == "baseline" else [f"model.pooling={kind}"]
+            # calibrated (temperature fitted on val): the reloaded model must apply the same temperature
+            extra = ["train.calibrate=true"] + (["model.kind=baseline"] if kind == "baseline" else [f"model.pooling={kind}"])
             cfg = load_config(None, tiny_overrides(corpus, tiny_model_dir, register_as=f"ts-{kind}") + extra)
             runs[kind] = run_training(cfg, quiet=True)
         from mlflow.tracking import MlflowClient
@@ -84,6 +85,7 @@ def test_every_run_is_verified_registered_and_leaves_no_checkpoints(store):
         (version,) = client.search_model_versions(f"name='ts-{kind}'")
         assert version.run_id == rid
         assert "PASSED" in mlflow.artifacts.load_text(f"runs:/{rid}/verify.txt")
+        assert run.data.metrics["temperature"] != 1.0, kind
     # checkpoints of finished runs are removed, and the model is stored once, in the run's artifacts
     assert [p for p in (store["root"] / "outputs").rglob("*") if p.is_file()] == []
     weights = [p for p in store["root"].rglob("*") if p.suffix in (".safetensors", ".skops") and "cache" not in p.parts]
@@ -303,8 +305,19 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
 
     rows = [dict(r, id="real-" + r["id"], source="imported", split="test") for r in make_rows(n_per_cell=4, seed=7)]
     real = write_jsonl(tmp_path / "real_dev.jsonl", rows)
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null") + ["model.kind=baseline", f"data.eval_files=[{real}]"])
+    calib = write_jsonl(tmp_path / "calib.jsonl", [dict(r, id="cal-" + r["id"], source="imported") for r in make_rows(n_per_cell=3, seed=9)])
+    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null") + [
+        "model.kind=baseline", f"data.eval_files=[{real}]", "train.calibrate=true", f"data.calibration_file={calib}"])
     rid = run_training(cfg, quiet=True)
+    from train.model import fit_temperature
+    from train.schema import LABELS as L
+
+    model_dir = next(p.parent for p in (mlflow_store / "artifacts").rglob("stance_model.json"))
+    from train.model import load_stance_model
+
+    rows_c = make_rows(n_per_cell=3, seed=9)
+    want_t = fit_temperature(load_stance_model(model_dir)._raw_proba([r["text"] for r in rows_c]), np.array([L.index(r["stance"]) for r in rows_c]))
+    assert MlflowClient().get_run(rid).data.metrics["temperature"] == pytest.approx(want_t)  # fitted on the calibration file
     run = MlflowClient().get_run(rid)
     m = run.data.metrics
     assert {"real_dev/macro_f1", "real_dev/ece", "real_dev/macro_f1_ci_low", "real_dev/f1_hostile", "real_dev/macro_f1_lang_ru"} <= set(m)
@@ -325,3 +338,7 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
         bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + ["model.kind=baseline", f"data.eval_files=[{path}]"])
         with pytest.raises(DataError, match=message):
             run_training(bad, quiet=True)
+    bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + [
+        "model.kind=baseline", "train.calibrate=true", f"data.eval_files=[{real}]", f"data.calibration_file={real}"])
+    with pytest.raises(DataError, match="also real_dev rows"):
+        run_training(bad, quiet=True)

@@ -304,6 +304,7 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
     threads = set_threads(cfg.train.threads)
     df, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
     extra_sets = load_eval_files(cfg, parts["train"])
+    calib = calibration_rows(cfg, parts, extra_sets)  # like the data above: refused before any run exists
     tracking.setup_tracking()
     exp_id = tracking.get_experiment_id(cfg.experiment)
     tracking.reconcile_stale_runs(exp_id)
@@ -341,9 +342,9 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
                       eval_texts=val["text"].tolist() if len(val) else None, eval_labels=val["stance"].tolist() if len(val) else None,
                       train_cfg=cfg.train, output_dir=out_dir, callbacks=[mlflow_epoch_logger(), *callbacks], resume=resume,
                       eval_groups=val["language"].tolist() if len(val) else None)
-        if cfg.train.calibrate and len(val):
-            # after the val metrics above (computed at temperature 1): the temperature is fitted on these same rows
-            mlflow.log_metric("temperature", model.calibrate(val["text"].tolist(), val["stance"].tolist(), cfg.train.eval_batch_size))
+        if calib is not None and len(calib):
+            # after the val metrics above (computed at temperature 1)
+            mlflow.log_metric("temperature", model.calibrate(calib["text"].tolist(), calib["stance"].tolist(), cfg.train.eval_batch_size))
         train_seconds = time.time() - started
         if getattr(model, "train_compute_dtype", None):
             mlflow.set_tag("train.compute_dtype", model.train_compute_dtype)
@@ -485,6 +486,23 @@ def evaluate_and_log(model, eval_df, batch_size: int = 64, prefix: str = "") -> 
     mlflow.log_metrics({metric_key(prefix, k): v for k, v in metrics.items()})
     tracking.log_evaluation(eval_df, proba, metrics, prefix=prefix or "eval")
     return metrics
+
+
+def calibration_rows(cfg: Config, parts: dict, extra_sets: dict):
+    """The rows the temperature is fitted on: data.calibration_file, else the validation split; None when off."""
+    if not cfg.train.calibrate:
+        return None
+    if not cfg.data.calibration_file:
+        return parts["val"]
+    from train.data import DataError, Problem, load_statements
+
+    df = load_statements([cfg.data.calibration_file])
+    for name, other in {"training": parts["train"], "evaluation": parts["eval"], **extra_sets}.items():
+        shared = sorted(set(df["id"]) & set(other["id"]))
+        if shared:
+            raise DataError([Problem(cfg.data.calibration_file, None, "id", f"{len(shared)} rows are also {name} rows (e.g. {shared[0]}): "
+                                                                            "calibration rows must be apart from both")])
+    return df
 
 
 def load_eval_files(cfg: Config, train_df) -> dict:
