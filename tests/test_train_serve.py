@@ -6,11 +6,7 @@ its documented tolerance). Also: what a finished run leaves on disk, and misuse 
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pandas as pd
@@ -142,40 +138,15 @@ def test_served_model_reproduces_logged_probabilities(store, kind, tmp_path):
     import mlflow
     import requests
 
-    from tests.test_inference import _free_port
+    from tests.test_inference import served
 
-    if shutil.which("mlflow") is None:
-        pytest.skip("the mlflow CLI is not installed")
-    rid = store["runs"][kind]
-    logged = logged_rows(rid)
+    logged = logged_rows(store["runs"][kind])
     model_dir = mlflow.artifacts.download_artifacts(f"models:/ts-{kind}/1", dst_path=str(tmp_path / "served"))
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 150
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.time() < deadline, "model server did not start within 150 s"
-            time.sleep(0.5)
+    with served(model_dir, tmp_path / "serve.log") as url:
         body = {"dataframe_split": {"columns": ["text"], "data": [[t] for t in logged["text"]]}}
-        reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
-        assert reply.status_code == 200, reply.text
-        assert_reproduces(pd.DataFrame(reply.json()["predictions"]), logged)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        reply = requests.post(f"{url}/invocations", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert_reproduces(pd.DataFrame(reply.json()["predictions"]), logged)
 
 
 def test_spark_engine_reproduces_logged_probabilities(store, tmp_path):

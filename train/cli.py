@@ -30,6 +30,15 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def fail_data(e) -> None:
+    """Data problems (train.data.DataError): one line for one problem, else each problem and a count; exit 1."""
+    if len(e.problems) == 1:
+        fail(str(e.problems[0]), 1)
+    for problem in e.problems:
+        typer.echo(str(problem), err=True)
+    fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)
+
+
 @models_app.command("bootstrap")
 def models_bootstrap(
     models_dir: Path = typer.Option(None, help="Where converted models go (default: models/ or $STANCE_MODELS_DIR)."),
@@ -104,11 +113,7 @@ def train_cmd(
     except VerificationFailed as e:
         fail(str(e), 1)
     except DataError as e:
-        if len(e.problems) == 1:
-            fail(str(e.problems[0]), 1)
-        for problem in e.problems:
-            typer.echo(str(problem), err=True)
-        fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)
+        fail_data(e)
 
 
 app.command("predict")(predict_cmd)
@@ -151,11 +156,7 @@ def tune_cmd(
     except VerificationFailed as e:
         fail(str(e), 1)
     except DataError as e:
-        if len(e.problems) == 1:
-            fail(str(e.problems[0]), 1)
-        for problem in e.problems:
-            typer.echo(str(problem), err=True)
-        fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)
+        fail_data(e)
 
 
 def _ensure_offline_model(name: str) -> None:
