@@ -296,9 +296,12 @@ class BaselineStance:
         path.mkdir(parents=True, exist_ok=True)
         vocab = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}
         (path / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        save_file({"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.clf.coef_.astype(np.float64),
-                   "intercept": self.clf.intercept_.astype(np.float64), "classes": self.clf.classes_.astype(np.int64)},
-                  str(path / "baseline.safetensors"))
+        # safetensors.numpy writes the raw buffer, so every array must be C-ordered: scikit-learn >= 1.8's multinomial
+        # LogisticRegression returns a Fortran-ordered coef_, which would be saved scrambled (the loaded model then
+        # predicts nearly the same probabilities for every text)
+        arrays = {"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.clf.coef_.astype(np.float64),
+                  "intercept": self.clf.intercept_.astype(np.float64), "classes": self.clf.classes_.astype(np.int64)}
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / "baseline.safetensors"))
         os.chmod(path / "baseline.safetensors", 0o644)  # safetensors.numpy writes 0600
         card = {"kind": self.kind, "labels": self.labels, **self.params}
         (path / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
