@@ -1,7 +1,7 @@
 """Error kinds on realquotes-dev (docs/real-text-errors.md): assign every wrong prediction of a `stance predict` output
 to one or more kinds and print the tables of the write-up.
 
-    python scripts/error_kinds.py /tmp/dev_pred.parquet [--markdown]
+    python scripts/error_kinds.py /tmp/dev_pred.parquet [--compare /tmp/dev_pred_later_model.parquet]
 
 Kinds come from two places. Automatic ones are computed from the row: long statement (> 250 characters; the dev set's
 median is 188, the authored corpus's 126), translated text (the speaker or notes say translation / machine
@@ -82,10 +82,39 @@ def prior_shift(df: pd.DataFrame, target=(0.15, 0.70, 0.15)) -> tuple[int, int, 
     return int((~old_ok & new_ok).sum()), int((old_ok & ~new_ok).sum()), float(f1_score(df["stance"], new, average="macro"))
 
 
+def _read(path: str) -> pd.DataFrame:
+    df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_json(path, lines=True)
+    df["notes"] = df["notes"].fillna("") if "notes" in df else ""
+    return df
+
+
+def compare(first: str, second: str) -> None:
+    """Errors per kind of two models on the same rows; reading-based kinds only cover the first model's errors."""
+    dfs = [_read(first), _read(second)]
+    wrong = [df[df["stance"] != df["pred_stance"]].copy() for df in dfs]
+    for w in wrong:
+        w["kinds"] = w.apply(kinds_of, axis=1)
+    both = set(wrong[0]["id"]) & set(wrong[1]["id"])
+    print(f"errors: {len(wrong[0])} -> {len(wrong[1])} ({len(set(wrong[0]['id']) - both)} fixed, "
+          f"{len(set(wrong[1]['id']) - both)} new)\n")
+    print("| kind | errors before | errors after | of the errors before: fixed |")
+    print("|---|---:|---:|---:|")
+    for kind in [REP, DIP, CON, THR, ANL, CTX, "long", "translated", "neutral_to_concil_high_conf", "borderline",
+                 "unannotated"]:
+        before = wrong[0][wrong[0]["kinds"].apply(lambda k: kind in k)]
+        after = wrong[1][wrong[1]["kinds"].apply(lambda k: kind in k)]
+        fixed = len(set(before["id"]) - set(wrong[1]["id"]))
+        print(f"| {kind} | {len(before)} | {len(after)} | {fixed} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("predictions")
+    ap.add_argument("--compare", help="a second predictions file (a later model): errors per kind, first vs second")
     a = ap.parse_args()
+    if a.compare:
+        compare(a.predictions, a.compare)
+        return
     df = pd.read_parquet(a.predictions) if a.predictions.endswith(".parquet") else pd.read_json(a.predictions, lines=True)
     df["notes"] = df.get("notes", "").fillna("")
     wrong = df[df["stance"] != df["pred_stance"]].copy()
