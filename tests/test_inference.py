@@ -315,7 +315,7 @@ def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
 
 
 def test_baseline_save_load_roundtrip_keeps_predictions(tmp_path):
-    # scikit-learn >= 1.8 returns a Fortran-ordered coef_; safetensors.numpy writes raw buffers, so an unordered save
+    # scikit-learn 1.9 returns a Fortran-ordered coef_; safetensors.numpy writes raw buffers, so an unordered save
     # scrambled the coefficients and the loaded baseline predicted almost the same probabilities for every text
     rows = make_rows()
     texts = [r["text"] for r in rows]

@@ -296,7 +296,7 @@ class BaselineStance:
         path.mkdir(parents=True, exist_ok=True)
         vocab = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}
         (path / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        # safetensors.numpy writes the raw buffer, so every array must be C-ordered: scikit-learn >= 1.8's multinomial
+        # safetensors.numpy writes the raw buffer, so every array must be C-ordered: scikit-learn 1.9's multinomial
         # LogisticRegression returns a Fortran-ordered coef_, which would be saved scrambled (the loaded model then
         # predicts nearly the same probabilities for every text)
         arrays = {"idf": self.vectorizer.idf_.astype(np.float32), "coef": self.clf.coef_.astype(np.float64),
