@@ -211,7 +211,8 @@ def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_s
     assert rid == run.info.run_id and client.get_run(rid).info.status == "FINISHED"
     assert f"continuing from {good}" in err and f"{partial} is incomplete" in err
     assert [h.step for h in client.get_metric_history(rid, "train_loss")] == [1, 2, 3]  # epoch 1 was not trained again
-    assert list(out.glob(f"incomplete-{partial.name}-*"))
+    assert f"moved aside to incomplete-{partial.name}-" in err
+    assert not out.exists()  # a finished run leaves no checkpoints behind, the moved-aside one included
 
 
 def test_only_complete_checkpoints_count(tmp_path):

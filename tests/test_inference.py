@@ -4,6 +4,7 @@ deterministic, which is all that comparing paths needs) and a baseline fit on th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -256,22 +257,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # mlflow models serve
-def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
-    import mlflow
+@contextlib.contextmanager
+def served(model_dir: str, log_path):
+    """`mlflow models serve` on a free local port, started in its own session and stopped (the whole group) on exit.
+    Yields the base URL once /ping answers."""
     import requests
 
     if shutil.which("mlflow") is None:
         pytest.skip("the mlflow CLI is not installed")
-    model_dir = mlflow.artifacts.download_artifacts(f"runs:/{logged_model}/model", dst_path=str(tmp_path / "served"))
     port = _free_port()
-    log = open(tmp_path / "serve.log", "wb")
+    log = open(log_path, "wb")
     server = subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 300
         while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert server.poll() is None, open(log_path).read()
             try:
                 if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
                     break
@@ -279,16 +280,7 @@ def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
                 pass
             assert time.time() < deadline, "model server did not start within 300 s"
             time.sleep(0.5)
-        body = {"dataframe_split": {"columns": ["text"], "data": [[v] for v in MIXED[:5]] + [[MIXED[6]]]}}
-        reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
-        assert reply.status_code == 200, reply.text
-        json.loads(reply.text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))  # strict JSON: no NaN
-        got = pd.DataFrame(reply.json()["predictions"])
-        want = predict_values(load_stance_model(model_dir + "/artifacts/model", device="cpu"), MIXED[:5] + [MIXED[6]])
-        assert list(got.columns) == OUTPUT_COLUMNS
-        assert got["pred_error"].tolist() == want["pred_error"].tolist()
-        assert [s if isinstance(s, str) else None for s in got["pred_stance"]] == want["pred_stance"].tolist()
-        assert np.allclose(got[PROBS].astype(float).to_numpy(), want[PROBS].to_numpy(), atol=1e-5, equal_nan=True)
+        yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -297,6 +289,25 @@ def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+@pytest.mark.slow  # mlflow models serve
+def test_served_model_answers_http(logged_model, mlflow_store, tmp_path):
+    import mlflow
+    import requests
+
+    model_dir = mlflow.artifacts.download_artifacts(f"runs:/{logged_model}/model", dst_path=str(tmp_path / "served"))
+    with served(model_dir, tmp_path / "serve.log") as url:
+        body = {"dataframe_split": {"columns": ["text"], "data": [[v] for v in MIXED[:5]] + [[MIXED[6]]]}}
+        reply = requests.post(f"{url}/invocations", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    json.loads(reply.text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))  # strict JSON: no NaN
+    got = pd.DataFrame(reply.json()["predictions"])
+    want = predict_values(load_stance_model(model_dir + "/artifacts/model", device="cpu"), MIXED[:5] + [MIXED[6]])
+    assert list(got.columns) == OUTPUT_COLUMNS
+    assert got["pred_error"].tolist() == want["pred_error"].tolist()
+    assert [s if isinstance(s, str) else None for s in got["pred_stance"]] == want["pred_stance"].tolist()
+    assert np.allclose(got[PROBS].astype(float).to_numpy(), want[PROBS].to_numpy(), atol=1e-5, equal_nan=True)
 
 
 @pytest.mark.slow  # Spark

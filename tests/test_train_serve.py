@@ -6,11 +6,7 @@ its documented tolerance). Also: what a finished run leaves on disk, and misuse 
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pandas as pd
@@ -44,7 +40,8 @@ def store(tmp_path_factory, tiny_model_dir):
 
         runs = {}
         for kind in KINDS:
-            extra = ["model.kind=baseline"] if kind == "baseline" else [f"model.pooling={kind}"]
+            # calibrated (temperature fitted on val): the reloaded model must apply the same temperature
+            extra = ["train.calibrate=true"] + (["model.kind=baseline"] if kind == "baseline" else [f"model.pooling={kind}"])
             cfg = load_config(None, tiny_overrides(corpus, tiny_model_dir, register_as=f"ts-{kind}") + extra)
             runs[kind] = run_training(cfg, quiet=True)
         from mlflow.tracking import MlflowClient
@@ -86,6 +83,7 @@ def test_every_run_is_verified_registered_and_leaves_no_checkpoints(store):
         (version,) = client.search_model_versions(f"name='ts-{kind}'")
         assert version.run_id == rid
         assert "PASSED" in mlflow.artifacts.load_text(f"runs:/{rid}/verify.txt")
+        assert run.data.metrics["temperature"] != 1.0, kind
     # checkpoints of finished runs are removed, and the model is stored once, in the run's artifacts
     assert [p for p in (store["root"] / "outputs").rglob("*") if p.is_file()] == []
     weights = [p for p in store["root"].rglob("*") if p.suffix in (".safetensors", ".skops") and "cache" not in p.parts]
@@ -93,6 +91,13 @@ def test_every_run_is_verified_registered_and_leaves_no_checkpoints(store):
     assert per_run == {"baseline": ["baseline.skops"], "mean": ["head.safetensors", "model.safetensors"],
                        "cls": ["head.safetensors", "model.safetensors"], "auto": ["model.safetensors"]}, per_run
     assert len(weights) == 6, weights
+    # the logged pyfunc names the exact versions installed when it was logged, not bare package names
+    from importlib.metadata import version
+
+    reqs = [l for l in (logged_model_dir(store, store["runs"]["mean"]) / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    pinned = dict(l.split("==", 1) for l in reqs)
+    assert set(pinned) >= {"torch", "transformers", "scikit-learn", "skops", "safetensors", "mlflow", "numpy", "pandas"}, reqs
+    assert all(pinned[name] == version(name) for name in pinned), reqs
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -135,40 +140,15 @@ def test_served_model_reproduces_logged_probabilities(store, kind, tmp_path):
     import mlflow
     import requests
 
-    from tests.test_inference import _free_port
+    from tests.test_inference import served
 
-    if shutil.which("mlflow") is None:
-        pytest.skip("the mlflow CLI is not installed")
-    rid = store["runs"][kind]
-    logged = logged_rows(rid)
+    logged = logged_rows(store["runs"][kind])
     model_dir = mlflow.artifacts.download_artifacts(f"models:/ts-{kind}/1", dst_path=str(tmp_path / "served"))
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.time() < deadline, "model server did not start within 300 s"
-            time.sleep(0.5)
+    with served(model_dir, tmp_path / "serve.log") as url:
         body = {"dataframe_split": {"columns": ["text"], "data": [[t] for t in logged["text"]]}}
-        reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
-        assert reply.status_code == 200, reply.text
-        assert_reproduces(pd.DataFrame(reply.json()["predictions"]), logged)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        reply = requests.post(f"{url}/invocations", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert_reproduces(pd.DataFrame(reply.json()["predictions"]), logged)
 
 
 def test_spark_engine_reproduces_logged_probabilities(store, tmp_path):
@@ -299,8 +279,19 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
 
     rows = [dict(r, id="real-" + r["id"], source="imported", split="test") for r in make_rows(n_per_cell=4, seed=7)]
     real = write_jsonl(tmp_path / "real_dev.jsonl", rows)
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null") + ["model.kind=baseline", f"data.eval_files=[{real}]"])
+    calib = write_jsonl(tmp_path / "calib.jsonl", [dict(r, id="cal-" + r["id"], source="imported") for r in make_rows(n_per_cell=3, seed=9)])
+    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null") + [
+        "model.kind=baseline", f"data.eval_files=[{real}]", "train.calibrate=true", f"data.calibration_file={calib}"])
     rid = run_training(cfg, quiet=True)
+    from train.models import fit_temperature
+    from train.schema import LABELS as L
+
+    model_dir = next(p.parent for p in (mlflow_store / "artifacts").rglob("stance_model.json"))
+    from train.models import load_stance_model
+
+    rows_c = make_rows(n_per_cell=3, seed=9)
+    want_t = fit_temperature(load_stance_model(model_dir)._raw_proba([r["text"] for r in rows_c]), np.array([L.index(r["stance"]) for r in rows_c]))
+    assert MlflowClient().get_run(rid).data.metrics["temperature"] == pytest.approx(want_t)  # fitted on the calibration file
     run = MlflowClient().get_run(rid)
     m = run.data.metrics
     assert {"real_dev/macro_f1", "real_dev/ece", "real_dev/macro_f1_ci_low", "real_dev/f1_hostile", "real_dev/macro_f1_lang_ru"} <= set(m)
@@ -321,3 +312,7 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
         bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + ["model.kind=baseline", f"data.eval_files=[{path}]"])
         with pytest.raises(DataError, match=message):
             run_training(bad, quiet=True)
+    bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + [
+        "model.kind=baseline", "train.calibrate=true", f"data.eval_files=[{real}]", f"data.calibration_file={real}"])
+    with pytest.raises(DataError, match="also real_dev rows"):
+        run_training(bad, quiet=True)

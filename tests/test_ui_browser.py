@@ -68,7 +68,7 @@ def test_stance_ui_serves_and_stops_on_ctrl_c(use_demo_store):
     try:
         first = proc.stdout.readline()
         assert f"MLflow UI: http://127.0.0.1:{port}" in first, first + proc.stdout.read() if proc.poll() is not None else first
-        view = proc.stdout.readline()
+        view = proc.stdout.readline() + proc.stdout.readline()  # the store line, then the runs view's link
         assert f"#/experiments/{use_demo_store.experiment_id}/runs?viewStateShareKey=" in view, view
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
             assert r.status == 200

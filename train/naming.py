@@ -23,6 +23,9 @@ def config_digest(cfg: Config) -> str:
     """Same configuration, same digest: every setting except the run name."""
     d = to_dict(cfg)
     d.pop("run_name", None)
+    d.pop("tune", None)  # how a config was found does not change what it trains
+    if d["data"].get("max_train_rows") is None:
+        d["data"].pop("max_train_rows", None)  # keys added later leave the digests of earlier runs (and --resume) as they were
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from train import tracking
 from train.config import Config, flat_params, to_dict
-from train.data import load_eval_files, prepare_data
+from train.data import calibration_rows, load_eval_files, prepare_data
 from train.metrics import evaluation_metrics, metric_key
 from train.models import estimator_from_config
 from train.models.fitting import fit_context
@@ -34,6 +34,7 @@ from train.runtime import pick_device, set_threads
 from train.schema import LABELS
 from train.tracking import runs as run_log
 from train.tracking.queries import run_metrics
+from train.tracking.registry import quiet_libraries
 from train.tracking.runs import ResumeError, TrainingInterrupted  # noqa: F401 - re-exported: callers stop runs with them
 
 # Metrics logged once per epoch; everything else a run logs is a final metric that a seed sweep aggregates.
@@ -45,11 +46,15 @@ class VerificationFailed(RuntimeError):
 
 
 def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, config_path: str | None = None,
-                 parent_run_id: str | None = None, quiet: bool = False) -> str:
-    """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id."""
+                 parent_run_id: str | None = None, quiet: bool = False, callbacks=(), tags: dict | None = None) -> str:
+    """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id.
+
+    callbacks: extra Trainer callbacks (the transformer only; `stance tune` reports epochs to Optuna with one);
+    tags: extra tags set on the run when it opens."""
     threads = set_threads(cfg.train.threads)
     df, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
     extra_sets = load_eval_files(cfg, parts["train"])
+    calib = calibration_rows(cfg, parts, extra_sets)  # like the data above: refused before any run exists
     tracking.setup_tracking()
     exp_id = tracking.get_experiment_id(cfg.experiment)
     tracking.reconcile_stale_runs(exp_id)
@@ -66,15 +71,17 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         if run_id is None:
             out_dir = out_dir.with_name(rid)
         _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path)
+        if tags:
+            run_log.set_tags(tags)
         started = time.time()
         train, val = parts["train"], parts["val"]
         model = estimator_from_config(cfg)
-        with fit_context(report=run_log.log_metrics, checkpoint_dir=out_dir, resume=resume):
+        with fit_context(report=run_log.log_metrics, checkpoint_dir=out_dir, resume=resume, trainer_callbacks=tuple(callbacks)):
             model.fit(train["text"].tolist(), train["stance"].tolist(), *(
                 (val["text"].tolist(), val["stance"].tolist(), val["language"].tolist()) if len(val) else ()))
-        if cfg.train.calibrate and len(val):
-            # after the val metrics above (computed at temperature 1): the temperature is fitted on these same rows
-            run_log.log_metric("temperature", model.calibrate(val["text"].tolist(), val["stance"].tolist(), cfg.train.eval_batch_size))
+        if calib is not None and len(calib):
+            # after the val metrics above (computed at temperature 1)
+            run_log.log_metric("temperature", model.calibrate(calib["text"].tolist(), calib["stance"].tolist(), cfg.train.eval_batch_size))
         train_seconds = time.time() - started
         if getattr(model, "train_compute_dtype", None):
             run_log.set_tags({"train.compute_dtype": model.train_compute_dtype})
@@ -111,6 +118,12 @@ def _run_tags(cfg: Config, parts: dict, config_path: str | None) -> dict[str, st
     return tags
 
 
+def parent_tags(cfg: Config, parts: dict, seeds: list[int], config_path: str | None) -> dict[str, str]:
+    """The tags of a run that stands for several (a seed sweep's or a search's parent): leaderboards leave it out
+    (stance.parent) unless asked for."""
+    return {"stance.parent": "true", **tracking.process_tags(), **_run_tags(cfg, parts, config_path), "seeds": ",".join(map(str, seeds))}
+
+
 def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
     tags = {**tracking.process_tags(), "stance.config_digest": digest, "stance.output_dir": str(out_dir),
             **_run_tags(cfg, parts, config_path), "seed": str(cfg.train.seed)}
@@ -140,6 +153,7 @@ def evaluate_and_log(model, eval_df, batch_size: int = 64, prefix: str = "") -> 
 def verify_and_register(run_id: str, register_as: str | None, quiet: bool = False) -> None:
     """Reload the logged model the way `stance predict` does and check it against the run's numbers; tag the run
     with the outcome and register the model only when it passed."""
+    quiet_libraries()
     result = verify(run_id)
     run_log.set_tags({"stance.verified": "passed" if result.passed else "failed"})
     run_log.log_text(result.table(), "verify.txt")
@@ -196,10 +210,7 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
     current = None
     # the parent must never be left RUNNING, nor FINISHED after a failed seed
     with tracking.closing_run(lambda: f"seed {current} failed: " if current is not None else ""):
-        tags = {"stance.parent": "true", **tracking.process_tags(), **_run_tags(cfg, parts, None), "seeds": ",".join(map(str, seeds))}
-        if config_path:
-            tags["config_file"] = str(config_path)
-        run_log.set_tags(tags)
+        run_log.set_tags(parent_tags(cfg, parts, seeds, config_path))
         params = flat_params(cfg)
         params.update({"train.seed": ",".join(map(str, seeds)), "n_seeds": n_seeds,
                        "n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"])})

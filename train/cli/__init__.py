@@ -11,6 +11,7 @@ from train.cli.models import models_app
 from train.cli.predict import predict_cmd
 from train.cli.runs import runs_app
 from train.cli.training import TRAIN_SETTINGS, train_cmd
+from train.cli.tune import tune_cmd
 from train.cli.ui import ui_cmd
 
 app = typer.Typer(help="Multilingual stance classification for political rhetoric: data, models, training, inference, comparison.",
@@ -22,6 +23,7 @@ app.command("ui")(ui_cmd)
 app.add_typer(eval_app, name="eval")
 app.command("train", context_settings=TRAIN_SETTINGS)(train_cmd)
 app.command("predict")(predict_cmd)
+app.command("tune", context_settings=TRAIN_SETTINGS)(tune_cmd)
 
 
 def main():

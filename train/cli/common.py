@@ -21,6 +21,15 @@ def fail_on_data_error(error) -> None:
     raise typer.Exit(1)
 
 
+def fail_data(error) -> None:
+    """Data problems of a run (train.data.DataError): one line for one problem, else each problem and a count; exit 1."""
+    if len(error.problems) == 1:
+        fail(str(error.problems[0]), 1)
+    for problem in error.problems:
+        typer.echo(str(problem), err=True)
+    fail(f"{len(error.problems)} data problem(s); fix them or run `stance data validate`", 1)
+
+
 def emit(text: str, output: Path | None) -> None:
     """To stdout, or written atomically to `output` (then "wrote <output>" on stderr)."""
     if output:

@@ -45,6 +45,7 @@ def predict_cmd(
 ):
     """Predict stance for every row of a file; every input row comes out, in order, with its columns plus predictions."""
     from train.inference import InferenceError
+    from train.tracking.registry import quiet_libraries
     from train.tracking.predict_runs import end_predict_run, start_predict_run
 
     if engine not in ("local", "spark"):
@@ -57,7 +58,7 @@ def predict_cmd(
         backend = "onnx"  # torch's own dynamic quantization cost 10 macro-F1 points on the default model; ORT's per-channel int8 cost 1.3
     if backend == "onnx" and engine == "spark":
         fail("--backend onnx and --int8 run with --engine local (the Spark UDF runs the logged pyfunc as it is)")
-    _quiet_libraries()
+    quiet_libraries()
     run = start_predict_run(model, input, output, text_column, chunk_size, engine, backend, int8) if log_mlflow else None
     try:
         with tempfile.TemporaryDirectory(prefix="stance-predict-") as tmp:
@@ -81,21 +82,6 @@ def predict_cmd(
     if summary.errors:
         typer.echo("bad rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1])), err=True)
     end_predict_run(run, (summary, uri, version, input), "FINISHED")
-
-
-def _quiet_libraries() -> None:
-    """Keep stderr for our progress: no weight-loading bars or over-length warnings (long rows are reported per row)."""
-    import os
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,

@@ -62,7 +62,9 @@ def verify_cmd(
     and compare with what the run logged (exit 1 on any mismatch)."""
     from train.inference import InferenceError
     from train.reports.verify import VerifyError, verify
+    from train.tracking.registry import quiet_libraries
 
+    quiet_libraries()  # the pass/fail table, not download and weight-loading bars
     if backend not in ("torch", "onnx"):
         fail(f"--backend: {backend!r} is not one of torch, onnx")
     try:

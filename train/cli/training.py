@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from train.cli.common import fail
+from train.cli.common import fail, fail_data
 from train.cli.models import ensure_offline_model
 
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -55,8 +55,4 @@ def train_cmd(
     except VerificationFailed as e:
         fail(str(e), 1)
     except DataError as e:
-        if len(e.problems) == 1:
-            fail(str(e.problems[0]), 1)
-        for problem in e.problems:
-            typer.echo(str(problem), err=True)
-        fail(f"{len(e.problems)} data problem(s); fix them or run `stance data validate`", 1)
+        fail_data(e)

@@ -19,7 +19,7 @@ from train.data.importers import (
 )
 from train.data.problems import DataError, Problem, ValidationReport
 from train.data.readers import ALL_FIELDS, corpus_files
-from train.data.selection import load_eval_files, prepare_data
+from train.data.selection import calibration_rows, load_eval_files, prepare_data, subsample
 from train.data.splits import filter_statements, make_splits
 from train.data.stats import STATS_END, STATS_START, stats_table, write_card_stats
 from train.data.validation import (
@@ -37,6 +37,6 @@ __all__ = [
     "ALL_FIELDS", "DEFAULT_LABELED_DIR", "ISO639_1", "LANGUAGE_NAMES", "NEAR_DUPLICATE_THRESHOLD", "SENTIMENT_LABEL_MAP",
     "STATS_END", "STATS_START", "DataError", "Problem", "ValidationReport", "check_row", "corpus_files",
     "decode_unicode_escapes", "filter_statements", "import_csv", "import_tweeteval", "load_eval_files", "load_statements",
-    "make_splits", "prepare_data",
+    "make_splits", "prepare_data", "calibration_rows", "subsample",
     "near_duplicate_pairs", "normalise_text", "read_tweeteval", "stats_table", "validate", "write_card_stats",
 ]

@@ -46,10 +46,38 @@ def prepare_data(cfg: Config):
         parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
     except ValueError as e:
         raise problem(str(e)) from None
+    if d.max_train_rows is not None and len(parts["train"]) > d.max_train_rows:
+        parts["train"] = subsample(parts["train"], d.max_train_rows, cfg.train.seed)
     classes = parts["train"]["stance"].value_counts().to_dict()
     if len(classes) < 2:
         raise problem(f"the training set has a single class {classes}; a classifier needs at least two of {', '.join(LABELS)}")
     return df, parts
+
+
+def subsample(df, n: int, seed: int):
+    """n rows of df, stratified by stance and language (each cell keeps its share, within one row), drawn with seed;
+    in df's order. The same (df, n, seed) always gives the same rows."""
+    shuffled = df.sample(frac=1.0, random_state=seed)
+    cells = shuffled.groupby(["stance", "language"], sort=False)
+    # a row's position within its cell, as a fraction of the cell: taking the n smallest interleaves the cells evenly
+    rank = (cells.cumcount() + 0.5) / cells["stance"].transform("size")
+    keep = rank.sort_values(kind="stable").index[:n]
+    return df.loc[df.index.isin(keep)]
+
+
+def calibration_rows(cfg: Config, parts: dict, extra_sets: dict):
+    """The rows the temperature is fitted on: data.calibration_file, else the validation split; None when off."""
+    if not cfg.train.calibrate:
+        return None
+    if not cfg.data.calibration_file:
+        return parts["val"]
+    df = load_statements([cfg.data.calibration_file])
+    for name, other in {"training": parts["train"], "evaluation": parts["eval"], **extra_sets}.items():
+        shared = sorted(set(df["id"]) & set(other["id"]))
+        if shared:
+            raise DataError([Problem(cfg.data.calibration_file, None, "id", f"{len(shared)} rows are also {name} rows (e.g. {shared[0]}): "
+                                                                            "calibration rows must be apart from both")])
+    return df
 
 
 def load_eval_files(cfg: Config, train_df) -> dict:

@@ -114,10 +114,12 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, eval_groups=N
                       data_collator=DataCollatorWithPadding(model.tokenizer, pad_to_multiple_of=8),
                       compute_metrics=metrics_fn if eval_ds is not None else None, callbacks=cbs,
                       optimizers=(optimizer, scheduler))
-    # What the encoder actually computed in (autocast decides, not the config): read off its first training output.
+    # What the encoder actually computed in (autocast decides, not the config): read off its first Linear's output in
+    # the first training step. The encoder's own output is no witness: it ends in a LayerNorm, which autocast runs in
+    # fp32 (seen on an H200: every Linear bf16, every LayerNorm and so last_hidden_state fp32).
     seen = []
-    hook = model.module.backbone.register_forward_hook(
-        lambda mod, args, out: seen.append(str(next(v for v in out.values() if torch.is_tensor(v)).dtype).removeprefix("torch.")) if not seen else None)
+    probe = next(m for m in model.module.backbone.modules() if isinstance(m, torch.nn.Linear))
+    hook = probe.register_forward_hook(lambda mod, args, out: seen.append(str(out.dtype).removeprefix("torch.")) if not seen else None)
     try:
         trainer.train(resume_from_checkpoint=_resume_checkpoint(output_dir) if ctx.resume else None)
     finally:

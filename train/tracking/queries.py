@@ -68,6 +68,12 @@ def run_metrics(run_id: str) -> dict[str, float]:
     return MlflowClient().get_run(run_id).data.metrics
 
 
+def run_tags(run_id: str) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient().get_run(run_id).data.tags
+
+
 def logged_table(run_id: str, path: str) -> dict:
     """A table logged with mlflow.log_table, as {"columns": [...], "data": [...]}."""
     import mlflow

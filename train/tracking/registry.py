@@ -17,6 +17,21 @@ from train.runtime import pick_device, set_threads
 from train.tracking.store import describe_store, setup_tracking
 
 
+def quiet_libraries() -> None:
+    """Keep stderr for our own progress and results: no weight-loading or download bars, no over-length warnings
+    (long rows are reported per row)."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_for_predict(model: str, tmp: Path, device="auto", precision="auto", threads=0, backend="torch", int8=False):
     """The one way `stance predict` (and `stance runs verify`, which must test exactly this path) gets a model:
     resolve the URI or directory, pick the device, load, attach the backend.

@@ -33,11 +33,12 @@ def closing_run(error_prefix=lambda: ""):
         yield
         mlflow.end_run("FINISHED")
     except BaseException as e:  # noqa: BLE001 - every way out must close the run with the reason
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        # an exception may say how its run ends (a pruned `stance tune` trial: KILLED, tagged stance.pruned)
+        status = getattr(e, "run_status", None) or ("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         try:
             while mlflow.active_run() and mlflow.active_run().info.run_id != own:
                 mlflow.end_run(status)
-            mlflow.set_tag("stance.error", f"{error_prefix()}{type(e).__name__}: {e}"[:5000])
+            mlflow.set_tags({"stance.error": f"{error_prefix()}{type(e).__name__}: {e}"[:5000], **(getattr(e, "run_tags", None) or {})})
         finally:
             mlflow.end_run(status)
         raise
@@ -165,6 +166,13 @@ def start_run(experiment_id: str | None = None, run_name: str | None = None, run
     run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=None if run_id else run_name,
                            parent_run_id=parent_run_id, nested=parent_run_id is not None)
     return run.info.run_id
+
+
+def active_run_id() -> str | None:
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
