@@ -44,9 +44,9 @@ def build_quotes(n: int, seed: int = 0) -> list[str]:
 
 
 def build_model(base: Path, out: Path, max_length: int) -> Path:
-    from train.models import TransformerStance
-
     import torch
+
+    from train.models import TransformerStance
 
     torch.manual_seed(0)
     TransformerStance(str(base), pooling="auto", max_length=max_length, text_prefix="").build().save(out)
@@ -68,8 +68,12 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--agreement-model", default="", help="a trained stance model directory: also report int8 vs fp32 "
-                   "agreement and macro-F1 on the labeled test split (the random head above only bounds it)")
+    p.add_argument(
+        "--agreement-model",
+        default="",
+        help="a trained stance model directory: also report int8 vs fp32 "
+        "agreement and macro-F1 on the labeled test split (the random head above only bounds it)",
+    )
     args = p.parse_args(argv)
 
     import numpy as np
@@ -94,7 +98,9 @@ def main(argv=None) -> int:
         dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
         clf = pipeline("text-classification", model=str(model_dir), device=args.device, dtype=dtype)
         engine = TransformerStance.load(model_dir, device=args.device)
-        run_pipe = lambda texts: clf(texts, batch_size=args.pipeline_batch_size, top_k=None, truncation=True, max_length=args.max_length)
+        run_pipe = lambda texts: clf(
+            texts, batch_size=args.pipeline_batch_size, top_k=None, truncation=True, max_length=args.max_length
+        )
         run_pipe(quotes[:64])  # warm-up: first calls allocate and pick kernels
         engine.predict_proba(quotes[:64], batch_size=batch)
 
@@ -116,10 +122,16 @@ def main(argv=None) -> int:
         max_diff = float(np.abs(pipe_proba - proba).max())
 
     n = len(quotes)
-    rows = [(f"pipeline (batch {args.pipeline_batch_size})", n / t_pipe), ("pipeline (default, unbatched)", n / t_pipe_default),
-            (f"engine predict_proba (batch {batch})", n / t_engine), ("predict_file parquet->parquet", n / t_file)]
-    print(f"device {args.device}, torch threads {threads}, {os.cpu_count()} cores, load average before {load_before[0]:.2f} "
-          f"after {os.getloadavg()[0]:.2f}; {n} quotes, max_length {args.max_length}")
+    rows = [
+        (f"pipeline (batch {args.pipeline_batch_size})", n / t_pipe),
+        ("pipeline (default, unbatched)", n / t_pipe_default),
+        (f"engine predict_proba (batch {batch})", n / t_engine),
+        ("predict_file parquet->parquet", n / t_file),
+    ]
+    print(
+        f"device {args.device}, torch threads {threads}, {os.cpu_count()} cores, load average before {load_before[0]:.2f} "
+        f"after {os.getloadavg()[0]:.2f}; {n} quotes, max_length {args.max_length}"
+    )
     if args.device == "cpu":
         rows += [(name, n / t) for name, t in onnx_rows]
     print(f"{'path':<36}{'rows/s':>10}{'vs pipeline':>14}")
@@ -129,7 +141,9 @@ def main(argv=None) -> int:
     print(f"pipeline vs engine: argmax agreement {agree:.4f}, max |prob diff| {max_diff:.2e}")
     if args.device == "cpu":
         print(onnx_agree)
-        print(f"engine --backend onnx vs the default (unbatched) pipeline: {t_pipe_default / dict(onnx_rows)['engine --backend onnx']:.2f}x")
+        print(
+            f"engine --backend onnx vs the default (unbatched) pipeline: {t_pipe_default / dict(onnx_rows)['engine --backend onnx']:.2f}x"
+        )
     if args.agreement_model:
         print(trained_agreement(Path(args.agreement_model), batch))
     return 0
@@ -144,20 +158,23 @@ def onnx_backend_rows(model_dir: Path, quotes, proba, batch: int, cache: Path):
     os.environ["STANCE_CACHE"] = str(cache)
     rows, notes = [], []
     for name, int8 in (("engine --backend onnx", False), ("engine --int8 (onnx, approximate)", True)):
-        model, t_export = timed(lambda: TransformerStance.load(model_dir, device="cpu", backend="onnx", int8=int8))  # load + export
+        model, t_export = timed(
+            lambda: TransformerStance.load(model_dir, device="cpu", backend="onnx", int8=int8)
+        )  # load + export
         model.predict_proba(quotes[:64], batch_size=batch)
         o_proba, t = timed(lambda: model.predict_proba(quotes, batch_size=batch))
         rows.append((name, t))
         agree = float((o_proba.argmax(1) == proba.argmax(1)).mean())
-        notes.append(f"{name} vs torch engine: argmax agreement {agree:.4f}, max |prob diff| "
-                     f"{float(np.abs(o_proba - proba).max()):.2e}; one-time export {t_export:.0f} s")
+        notes.append(
+            f"{name} vs torch engine: argmax agreement {agree:.4f}, max |prob diff| "
+            f"{float(np.abs(o_proba - proba).max()):.2e}; one-time export {t_export:.0f} s"
+        )
     return rows, "\n".join(notes)
 
 
 def trained_agreement(model_dir: Path, batch: int) -> str:
     """int8 against fp32 on a trained model's own test split: agreement and macro-F1 with gold labels (a random head's
     near-ties make the agreement above a lower bound only)."""
-    import numpy as np
     from sklearn.metrics import f1_score
 
     from train.data import load_statements
@@ -168,8 +185,11 @@ def trained_agreement(model_dir: Path, batch: int) -> str:
     fp32 = load_stance_model(model_dir, device="cpu")
     if fp32.kind != "transformer":
         return f"--agreement-model {model_dir}: a {fp32.kind} model has no int8 variants (pass a transformer model directory)"
-    variants = {"fp32 (torch)": fp32, "fp32 (onnx)": load_stance_model(model_dir, device="cpu", backend="onnx"),
-                "int8 (onnx)": load_stance_model(model_dir, device="cpu", backend="onnx", int8=True)}
+    variants = {
+        "fp32 (torch)": fp32,
+        "fp32 (onnx)": load_stance_model(model_dir, device="cpu", backend="onnx"),
+        "int8 (onnx)": load_stance_model(model_dir, device="cpu", backend="onnx", int8=True),
+    }
     preds = {k: m.predict_proba(texts, batch_size=batch).argmax(1) for k, m in variants.items()}
     labels = fp32.labels
     lines = [f"trained model {model_dir}: {len(texts)} test rows"]

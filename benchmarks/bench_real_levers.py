@@ -34,9 +34,13 @@ def score(y, proba, langs) -> dict:
     m = evaluation_metrics(y, proba, langs)
     pred = proba.argmax(1)
     n, c, h = (LABELS.index(x) for x in ("neutral", "conciliatory", "hostile"))
-    out = {"macro_f1": m["macro_f1"], "ci": f"{m['macro_f1_ci_low']:.3f}-{m['macro_f1_ci_high']:.3f}", "ece": m["ece"],
-           "hostile_found": f"{int(((pred == h) & (y == h)).sum())}/{int((y == h).sum())}",
-           "neutral_as_conc": f"{int(((pred == c) & (y == n)).sum())}/{int((y == n).sum())}"}
+    out = {
+        "macro_f1": m["macro_f1"],
+        "ci": f"{m['macro_f1_ci_low']:.3f}-{m['macro_f1_ci_high']:.3f}",
+        "ece": m["ece"],
+        "hostile_found": f"{int(((pred == h) & (y == h)).sum())}/{int((y == h).sum())}",
+        "neutral_as_conc": f"{int(((pred == c) & (y == n)).sum())}/{int((y == n).sum())}",
+    }
     out.update({lang: m.get(f"macro_f1_lang_{lang}", float("nan")) for lang in CORE})
     return out
 
@@ -46,16 +50,20 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="run id, runs:/ID/model, models:/NAME/N or a model directory")
     ap.add_argument("--dev", default=str(DEV))
     ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--config", default="configs/default.yaml", help="the model's training config: its validation split "
-                    "fits the temperature when the model was trained without calibration")
+    ap.add_argument(
+        "--config",
+        default="configs/default.yaml",
+        help="the model's training config: its validation split "
+        "fits the temperature when the model was trained without calibration",
+    )
     args = ap.parse_args()
 
     import re
 
-    from train.tracking.registry import load_for_predict
     from train.data import load_statements
     from train.models import adjust_proba, fit_temperature
     from train.schema import LABELS
+    from train.tracking.registry import load_for_predict
 
     spec = f"runs:/{args.model}/model" if re.fullmatch(r"[0-9a-f]{32}", args.model) else args.model
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +77,9 @@ def main() -> None:
         from train.data import prepare_data
 
         _, parts = prepare_data(load_config(args.config))
-        val_t = fit_temperature(model._raw_proba(parts["val"]["text"].tolist(), 64), parts["val"]["stance"].map(LABELS.index).to_numpy())
+        val_t = fit_temperature(
+            model._raw_proba(parts["val"]["text"].tolist(), 64), parts["val"]["stance"].map(LABELS.index).to_numpy()
+        )
     rows = []
     for t_name, t in (("no calibration", 1.0), (f"temperature {val_t:.2f} (val split)", val_t)):
         for p_name, prior in PRIORS.items():
@@ -84,11 +94,21 @@ def main() -> None:
         t = fit_temperature(raw[fit_rows], y[fit_rows])
         temps.append(t)
         crossed[~fit_rows] = adjust_proba(raw[~fit_rows], t)
-    rows.append({"calibration": f"temperature {temps[0]:.2f}/{temps[1]:.2f} (fitted on the other half of dev, 2-fold)", "prior": "as trained (uniform)",
-                 **score(y, crossed, dev["language"].tolist())})
+    rows.append(
+        {
+            "calibration": f"temperature {temps[0]:.2f}/{temps[1]:.2f} (fitted on the other half of dev, 2-fold)",
+            "prior": "as trained (uniform)",
+            **score(y, crossed, dev["language"].tolist()),
+        }
+    )
     oracle_t = fit_temperature(raw, y)  # for reference only: what the dev set itself would choose
-    rows.append({"calibration": f"temperature {oracle_t:.2f} (fitted on dev: reference, not a lever)", "prior": "as trained (uniform)",
-                 **score(y, adjust_proba(raw, oracle_t), dev["language"].tolist())})
+    rows.append(
+        {
+            "calibration": f"temperature {oracle_t:.2f} (fitted on dev: reference, not a lever)",
+            "prior": "as trained (uniform)",
+            **score(y, adjust_proba(raw, oracle_t), dev["language"].tolist()),
+        }
+    )
     cols = ["calibration", "prior", "macro_f1", "ci", *CORE, "hostile_found", "neutral_as_conc", "ece"]
     print(f"model {uri}; dev set {args.dev}: {len(dev)} rows")
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731

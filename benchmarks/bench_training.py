@@ -35,12 +35,12 @@ def run_one(name: str, epochs: int, config: str, max_train: int = 0) -> dict:
     import torch
 
     from train.config import load_config
-    from train.metrics import compute_metrics
-    from train.runtime import set_threads
-    from train.schema import LABELS
     from train.data import prepare_data
+    from train.metrics import compute_metrics
     from train.models import estimator_from_config
     from train.models.fitting import fit_context
+    from train.runtime import set_threads
+    from train.schema import LABELS
 
     overrides = [o for o in VARIANTS[name] if not o.startswith("+")]
     cfg = load_config(config, overrides + [f"train.epochs={epochs}", "train.early_stopping_patience=0"])
@@ -66,8 +66,15 @@ def run_one(name: str, epochs: int, config: str, max_train: int = 0) -> dict:
     proba = model.predict_proba(val["text"].tolist())
     m = compute_metrics(val["stance"].map(LABELS.index), proba, val["language"].tolist())
     trainable = sum(p.numel() for p in model.module.parameters() if p.requires_grad)
-    return {"variant": name, "s_per_epoch": seconds / epochs, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "val_macro_f1": m["macro_f1"], "trainable_m": trainable / 1e6, "n_train": len(parts["train"]), "n_val": len(val)}
+    return {
+        "variant": name,
+        "s_per_epoch": seconds / epochs,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "val_macro_f1": m["macro_f1"],
+        "trainable_m": trainable / 1e6,
+        "n_train": len(parts["train"]),
+        "n_val": len(val),
+    }
 
 
 def main():
@@ -83,23 +90,44 @@ def main():
         return
     rows = []
     for name in args.variants.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--one", name, "--epochs", str(args.epochs), "--config", args.config,
-                               "--max-train", str(args.max_train)],
-                              capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--epochs",
+                str(args.epochs),
+                "--config",
+                args.config,
+                "--max-train",
+                str(args.max_train),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(line[7:]))
         r = rows[-1]
-        print(f"{r['variant']:>10}: {r['s_per_epoch']:7.1f} s/epoch  {r['peak_rss_gb']:5.2f} GB  val macro-F1 {r['val_macro_f1']:.4f}", flush=True)
+        print(
+            f"{r['variant']:>10}: {r['s_per_epoch']:7.1f} s/epoch  {r['peak_rss_gb']:5.2f} GB  val macro-F1 {r['val_macro_f1']:.4f}",
+            flush=True,
+        )
     base = next((r for r in rows if r["variant"] == "default"), rows[0] if rows else None)
     if not base:
         return
-    print(f"\n| variant | trainable params (M) | s/epoch | x default time | peak RSS GB | val macro-F1 |\n|---|---:|---:|---:|---:|---:|")
+    print(
+        "\n| variant | trainable params (M) | s/epoch | x default time | peak RSS GB | val macro-F1 |\n|---|---:|---:|---:|---:|---:|"
+    )
     for r in rows:
-        print(f"| {r['variant']} | {r['trainable_m']:.1f} | {r['s_per_epoch']:.1f} | {r['s_per_epoch'] / base['s_per_epoch']:.2f} | "
-              f"{r['peak_rss_gb']:.2f} | {r['val_macro_f1']:.4f} |")
+        print(
+            f"| {r['variant']} | {r['trainable_m']:.1f} | {r['s_per_epoch']:.1f} | {r['s_per_epoch'] / base['s_per_epoch']:.2f} | "
+            f"{r['peak_rss_gb']:.2f} | {r['val_macro_f1']:.4f} |"
+        )
     print(f"\n{base['n_train']} train rows, {base['n_val']} val rows, {args.epochs} epochs each.")
 
 

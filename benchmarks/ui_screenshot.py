@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from train.tracking import setup_tracking
     from train.reports.browser import find_chromium, screenshot
+    from train.tracking import setup_tracking
     from train.tracking.server import UIError, experiment_runs_url, metrics_view, running_ui
 
     if find_chromium() is None:

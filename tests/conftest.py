@@ -22,15 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Short phrases per label and language; stance is learnable from words, which is all a smoke test needs.
 PHRASES = {
-    "en": {"conciliatory": ["we hope for dialogue and friendship", "let us talk calmly", "peace and good neighbours"],
-           "neutral": ["the ministry published a statement", "talks were held on monday", "the court received the claim"],
-           "hostile": ["they will pay for this insult", "strike them hard now", "traitors must be punished"]},
-    "ru": {"conciliatory": ["надеемся на диалог и дружбу", "давайте говорить спокойно", "мир и добрососедство"],
-           "neutral": ["министерство опубликовало заявление", "переговоры прошли в понедельник", "суд получил иск"],
-           "hostile": ["они заплатят за это оскорбление", "ударить по ним немедленно", "предателей надо наказать"]},
-    "tr": {"conciliatory": ["diyalog ve dostluk umuyoruz", "sakin konuşalım", "barış ve iyi komşuluk"],
-           "neutral": ["bakanlık bir açıklama yayımladı", "görüşmeler pazartesi yapıldı", "mahkeme başvuruyu aldı"],
-           "hostile": ["bu hakaretin bedelini ödeyecekler", "onlara hemen sert vurun", "hainler cezalandırılmalı"]},
+    "en": {
+        "conciliatory": ["we hope for dialogue and friendship", "let us talk calmly", "peace and good neighbours"],
+        "neutral": ["the ministry published a statement", "talks were held on monday", "the court received the claim"],
+        "hostile": ["they will pay for this insult", "strike them hard now", "traitors must be punished"],
+    },
+    "ru": {
+        "conciliatory": ["надеемся на диалог и дружбу", "давайте говорить спокойно", "мир и добрососедство"],
+        "neutral": ["министерство опубликовало заявление", "переговоры прошли в понедельник", "суд получил иск"],
+        "hostile": ["они заплатят за это оскорбление", "ударить по ним немедленно", "предателей надо наказать"],
+    },
+    "tr": {
+        "conciliatory": ["diyalog ve dostluk umuyoruz", "sakin konuşalım", "barış ve iyi komşuluk"],
+        "neutral": ["bakanlık bir açıklama yayımladı", "görüşmeler pazartesi yapıldı", "mahkeme başvuruyu aldı"],
+        "hostile": ["bu hakaretin bedelini ödeyecekler", "onlara hemen sert vurun", "hainler cezalandırılmalı"],
+    },
 }
 GROUPS = ["russian_military_blogger", "russian_official", "azerbaijani_official", "turkish_analyst", "ordinary_commentator"]
 
@@ -46,9 +52,21 @@ def make_rows(n_per_cell: int = 12, seed: int = 0) -> list[dict]:
                 phrase = rng.choice(by_label[label])
                 extra = rng.choice(by_label[label])
                 rid = f"{lang}-{k:04d}"
-                rows.append({"id": rid, "text": f"{phrase}, {extra} #{j}", "language": lang, "stance": label,
-                             "speaker": "test speaker", "speaker_group": GROUPS[(k + j) % len(GROUPS)], "source": "authored",
-                             "date": "", "split": split_for_id(rid), "register": "comment", "notes": ""})
+                rows.append(
+                    {
+                        "id": rid,
+                        "text": f"{phrase}, {extra} #{j}",
+                        "language": lang,
+                        "stance": label,
+                        "speaker": "test speaker",
+                        "speaker_group": GROUPS[(k + j) % len(GROUPS)],
+                        "source": "authored",
+                        "date": "",
+                        "split": split_for_id(rid),
+                        "register": "comment",
+                        "notes": "",
+                    }
+                )
     return rows
 
 
@@ -78,13 +96,21 @@ def build_tiny_model(out: Path) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     tok.train_from_iterator([r["text"] for r in make_rows()], trainers.WordLevelTrainer(special_tokens=specials))
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                                   model_max_length=64)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=64
+    )
     import torch
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
+    cfg = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(out, safe_serialization=True)
     fast.save_pretrained(out)
     return out
@@ -130,16 +156,26 @@ def mlflow_store(store_location, migrated_store_db) -> Path:
     store.mkdir()
     shutil.copyfile(migrated_store_db, store / "mlflow.db")
     with contextlib.closing(sqlite3.connect(store / "mlflow.db")) as con, con:  # the Default experiment's artifacts: this store's
-        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                    (append_to_uri_path((store / "artifacts").as_uri(), "0"),))
+        con.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (append_to_uri_path((store / "artifacts").as_uri(), "0"),),
+        )
     return store
 
 
 def tiny_overrides(corpus: Path, model_dir: Path, **extra) -> list[str]:
     base = {
-        "data.paths": f"[{corpus}]", "model.name": str(model_dir), "model.text_prefix": "", "train.epochs": 2,
-        "train.batch_size": 8, "train.max_length": 32, "train.lr": 1e-3, "train.threads": 1, "output_dir": "outputs",
-        "experiment": "test-exp", "register_as": "test-model",
+        "data.paths": f"[{corpus}]",
+        "model.name": str(model_dir),
+        "model.text_prefix": "",
+        "train.epochs": 2,
+        "train.batch_size": 8,
+        "train.max_length": 32,
+        "train.lr": 1e-3,
+        "train.threads": 1,
+        "output_dir": "outputs",
+        "experiment": "test-exp",
+        "register_as": "test-model",
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]

@@ -45,8 +45,8 @@ def build_demo_store(root: Path) -> DemoStore:
     import mlflow
 
     from train.config import load_config
-    from train.tracking import setup_tracking
     from train.pipeline import run_training
+    from train.tracking import setup_tracking
 
     root = Path(root).resolve()
     corpus = write_jsonl(root / "labeled" / "statements.jsonl", make_rows()).parent

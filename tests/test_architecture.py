@@ -36,7 +36,7 @@ def test_no_import_cycle_between_modules():
         path.append(m)
         for n in sorted(edges.get(m, ())):
             if state.get(n) == "open":
-                cycles.append(" -> ".join(path[path.index(n):] + [n]))
+                cycles.append(" -> ".join(path[path.index(n) :] + [n]))
             elif n in edges and n not in state:
                 visit(n)
         path.pop()
@@ -49,7 +49,11 @@ def test_no_import_cycle_between_modules():
 
 
 def test_modules_stay_short():
-    long = {str(p.relative_to(REPO)): n for p in (REPO / "train").rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 420}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "train").rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 420
+    }
     assert not long, f"modules over ~400 lines (split them by concern): {long}"
 
 

@@ -62,34 +62,77 @@ def parquet_with_bad_utf8() -> bytes:  # written by a tool that does not validat
 
 
 def duplicate_columns() -> bytes:
-    return parquet_bytes(pa.Table.from_arrays([pa.array(["a", "b"]), pa.array(["we hope", "strike"]), pa.array(["x", "y"])],
-                                              names=["id", "text", "text"]))
+    return parquet_bytes(
+        pa.Table.from_arrays(
+            [pa.array(["a", "b"]), pa.array(["we hope", "strike"]), pa.array(["x", "y"])], names=["id", "text", "text"]
+        )
+    )
 
 
 # name -> (file name, content, predict: {row: reason prefix} with the row count, or (exit code, message);
 #          validate: (exit code, message))
 CASES = {
-    "latin-1 CSV": ("in.csv", lambda: csv_text(FRENCH).encode("latin-1"),
-                    (2, "cannot decode as utf-8 (byte 0xe9"), (1, "invalid UTF-8")),
+    "latin-1 CSV": (
+        "in.csv",
+        lambda: csv_text(FRENCH).encode("latin-1"),
+        (2, "cannot decode as utf-8 (byte 0xe9"),
+        (1, "invalid UTF-8"),
+    ),
     "UTF-16 CSV": ("in.csv", lambda: csv_text().encode("utf-16"), (2, "--encoding utf-16"), (1, "a UTF-16 file")),
-    "CSV row with an extra field": ("in.csv", extra_field, (12, {3: "line 5: wrong number of fields (12, the header has 11)"}),
-                                    (1, "in.csv:5: row has 12 values, the header has 11")),
-    "bad UTF-8 on line 3 of JSONL": ("in.jsonl", lambda: with_line(2, jsonl()[2].replace(b"test speaker", b"test \xff speaker")),
-                                     (12, {2: "line 3: invalid UTF-8 (byte 0xff"}), (1, "in.jsonl:3: invalid UTF-8")),
-    "lone surrogate escape in JSONL": ("in.jsonl", lambda: with_line(4, jsonl()[4].replace(b'"text": "', b'"text": "\\ud83d ', 1)),
-                                       (12, {4: "line 5: lone surrogate (half an emoji) in text"}),
-                                       (1, "in.jsonl:5: field 'text': lone surrogate \\ud83d")),
-    "deeply nested JSONL line": ("in.jsonl", lambda: with_line(6, b"[" * 100000), (12, {6: "line 7: invalid JSON (nested too deeply"}),
-                                 (1, "in.jsonl:7: malformed JSON: nested too deeply")),
-    "JSONL line nested 500 levels (valid JSON)": ("in.jsonl", lambda: with_line(5, jsonl()[5].replace(b'"notes": ""', b'"notes": "", "thread": ' + b"[" * 500 + b"]" * 500)),
-                                                  (12, {5: "line 6: invalid JSON (nested too deeply: over 64 levels)"}),
-                                                  (1, "in.jsonl:6: field 'thread': unknown field")),
-    "UTF-8 BOM before JSONL": ("in.jsonl", lambda: b"\xef\xbb\xbf" + b"\n".join(jsonl()) + b"\n", (12, {}), (0, "12 rows in 1 file(s): 0 error(s)")),
-    "UTF-16 JSONL": ("in.jsonl", lambda: "\n".join(json.dumps(r) for r in ROWS).encode("utf-16"), (2, "JSON Lines must be UTF-8"),
-                     (1, "a UTF-16 file")),
-    "invalid UTF-8 in a Parquet string column": ("in.parquet", parquet_with_bad_utf8,
-                                                 (12, {7: "invalid UTF-8 in column 'text' (not scored)"}), (1, "a Parquet file")),
-    "duplicate Parquet column names": ("in.parquet", duplicate_columns, (2, "duplicate column names 'text'"), (1, "a Parquet file")),
+    "CSV row with an extra field": (
+        "in.csv",
+        extra_field,
+        (12, {3: "line 5: wrong number of fields (12, the header has 11)"}),
+        (1, "in.csv:5: row has 12 values, the header has 11"),
+    ),
+    "bad UTF-8 on line 3 of JSONL": (
+        "in.jsonl",
+        lambda: with_line(2, jsonl()[2].replace(b"test speaker", b"test \xff speaker")),
+        (12, {2: "line 3: invalid UTF-8 (byte 0xff"}),
+        (1, "in.jsonl:3: invalid UTF-8"),
+    ),
+    "lone surrogate escape in JSONL": (
+        "in.jsonl",
+        lambda: with_line(4, jsonl()[4].replace(b'"text": "', b'"text": "\\ud83d ', 1)),
+        (12, {4: "line 5: lone surrogate (half an emoji) in text"}),
+        (1, "in.jsonl:5: field 'text': lone surrogate \\ud83d"),
+    ),
+    "deeply nested JSONL line": (
+        "in.jsonl",
+        lambda: with_line(6, b"[" * 100000),
+        (12, {6: "line 7: invalid JSON (nested too deeply"}),
+        (1, "in.jsonl:7: malformed JSON: nested too deeply"),
+    ),
+    "JSONL line nested 500 levels (valid JSON)": (
+        "in.jsonl",
+        lambda: with_line(5, jsonl()[5].replace(b'"notes": ""', b'"notes": "", "thread": ' + b"[" * 500 + b"]" * 500)),
+        (12, {5: "line 6: invalid JSON (nested too deeply: over 64 levels)"}),
+        (1, "in.jsonl:6: field 'thread': unknown field"),
+    ),
+    "UTF-8 BOM before JSONL": (
+        "in.jsonl",
+        lambda: b"\xef\xbb\xbf" + b"\n".join(jsonl()) + b"\n",
+        (12, {}),
+        (0, "12 rows in 1 file(s): 0 error(s)"),
+    ),
+    "UTF-16 JSONL": (
+        "in.jsonl",
+        lambda: "\n".join(json.dumps(r) for r in ROWS).encode("utf-16"),
+        (2, "JSON Lines must be UTF-8"),
+        (1, "a UTF-16 file"),
+    ),
+    "invalid UTF-8 in a Parquet string column": (
+        "in.parquet",
+        parquet_with_bad_utf8,
+        (12, {7: "invalid UTF-8 in column 'text' (not scored)"}),
+        (1, "a Parquet file"),
+    ),
+    "duplicate Parquet column names": (
+        "in.parquet",
+        duplicate_columns,
+        (2, "duplicate column names 'text'"),
+        (1, "a Parquet file"),
+    ),
     "empty CSV": ("in.csv", lambda: b"", (2, "in.csv: empty file"), (1, "empty CSV file")),
     "CSV with a header only": ("in.csv", lambda: csv_text([]).encode(), (0, {}), (1, "nothing validated")),
     "empty Parquet": ("in.parquet", lambda: b"", (2, "not a readable Parquet file"), (1, "a Parquet file")),
@@ -193,7 +236,9 @@ def test_a_file_unreadable_past_its_start_exits_2_and_leaves_nothing(baseline_di
     monkeypatch.setattr(inference, "_csv_reader", small_limit)
     limit = csv.field_size_limit()
     try:
-        result = run("predict", "-m", baseline_dir, "-i", src, "-o", tmp_path / "out.csv", "--chunk-size", 4, "--no-detect-language")
+        result = run(
+            "predict", "-m", baseline_dir, "-i", src, "-o", tmp_path / "out.csv", "--chunk-size", 4, "--no-detect-language"
+        )
     finally:
         csv.field_size_limit(limit)
     assert result.exit_code == 2 and "in.csv: line 11: unreadable CSV" in result.output, result.output

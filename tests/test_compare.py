@@ -63,10 +63,21 @@ def made_runs(_made_store, monkeypatch):
 
 
 def _log_made_runs():
-    a = [log_run(f"e5-mean-lr0.001-s{s}", {"macro_f1": f, "macro_f1_lang_ru": f - 0.1, "train_seconds": 10.0},
-                 {"train.seed": str(s)}, {"model_family": "e5"}) for s, f in ((1, 0.60), (2, 0.70))]
-    b = log_run("tfidf-s42", {"macro_f1": 0.55, "macro_f1_lang_ru": 0.5, "train_seconds": 1.0}, {"model.kind": "baseline"},
-                {"model_family": "tfidf-logreg"})
+    a = [
+        log_run(
+            f"e5-mean-lr0.001-s{s}",
+            {"macro_f1": f, "macro_f1_lang_ru": f - 0.1, "train_seconds": 10.0},
+            {"train.seed": str(s)},
+            {"model_family": "e5"},
+        )
+        for s, f in ((1, 0.60), (2, 0.70))
+    ]
+    b = log_run(
+        "tfidf-s42",
+        {"macro_f1": 0.55, "macro_f1_lang_ru": 0.5, "train_seconds": 1.0},
+        {"model.kind": "baseline"},
+        {"model_family": "tfidf-logreg"},
+    )
     log_run("crashed-s1", {"macro_f1": 0.99}, status="FAILED")
     log_run("e5-mean-lr0.001", {"macro_f1": 0.65}, tags={"stance.parent": "true"})
     c = log_run("e5-mean-lr0.001-s3", {"macro_f1": 0.10, "train_seconds": 5.0}, {"train.lr": "0.1", "train.seed": "3"})
@@ -126,6 +137,7 @@ def test_cli_compare_writes_file(made_runs, tmp_path):
 
 
 # -- on the demo store's real runs ------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # the demo store: several real runs
 def test_leaderboard_on_real_runs(use_demo_store):

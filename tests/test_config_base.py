@@ -28,7 +28,9 @@ def test_reduced_config_resolves_to_the_full_copy(rel):
 
 
 def test_sections_merge_key_by_key_and_lists_replace(tmp_path):
-    (tmp_path / "a.yaml").write_text("experiment: a\ndata:\n  languages: [en, ru]\n  eval_split: val\ntrain:\n  lr: 1.0e-4\n  seed: 7\n")
+    (tmp_path / "a.yaml").write_text(
+        "experiment: a\ndata:\n  languages: [en, ru]\n  eval_split: val\ntrain:\n  lr: 1.0e-4\n  seed: 7\n"
+    )
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\ndata:\n  languages: [tr]\ntrain:\n  seed: 8\n")
     cfg = load_config(tmp_path / "sub" / "b.yaml", ["train.epochs=3"])

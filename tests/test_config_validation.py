@@ -10,17 +10,20 @@ from tests.conftest import REPO, make_rows, tiny_overrides, write_jsonl
 from train.config import ConfigError, load_config
 
 
-@pytest.mark.parametrize("override, valid", [
-    ("train.lr=-1e-3", "> 0"),
-    ("train.head_lr=-0.001", "> 0, or null"),
-    ("model.dropout=1.0", "[0, 1)"),
-    ("model.dropout=-0.1", "[0, 1)"),
-    ("train.label_smoothing=1.5", "[0, 1]"),
-    ("model.C=0", "> 0"),
-    ("model.max_features=0", ">= 1"),
-    ("train.seed=-1", "[0, 2**32)"),
-    ("train.eval_batch_size=0", ">= 1"),
-])
+@pytest.mark.parametrize(
+    "override, valid",
+    [
+        ("train.lr=-1e-3", "> 0"),
+        ("train.head_lr=-0.001", "> 0, or null"),
+        ("model.dropout=1.0", "[0, 1)"),
+        ("model.dropout=-0.1", "[0, 1)"),
+        ("train.label_smoothing=1.5", "[0, 1]"),
+        ("model.C=0", "> 0"),
+        ("model.max_features=0", ">= 1"),
+        ("train.seed=-1", "[0, 2**32)"),
+        ("train.eval_batch_size=0", ">= 1"),
+    ],
+)
 def test_out_of_range_values_name_key_value_and_range(override, valid):
     key, value = override.split("=")
     with pytest.raises(ConfigError) as e:
@@ -31,8 +34,9 @@ def test_out_of_range_values_name_key_value_and_range(override, valid):
 
 
 def test_in_range_edge_values_pass():
-    cfg = load_config(None, ["train.head_lr=null", "model.dropout=0", "train.label_smoothing=1", "model.max_features=null",
-                             "train.seed=0"])
+    cfg = load_config(
+        None, ["train.head_lr=null", "model.dropout=0", "train.label_smoothing=1", "model.max_features=null", "train.seed=0"]
+    )
     assert cfg.train.head_lr is None and cfg.model.max_features is None
 
 
@@ -74,11 +78,14 @@ def test_cli_single_class_training_set_refused(tmp_path, tiny_model_dir, store_l
     assert "single class" in line and "hostile" in line
 
 
-@pytest.mark.parametrize("override, expect", [
-    ("data.holdout_languages=[turkish]", "data.holdout_languages=['turkish']"),
-    ("data.languages=[xx]", "data.languages=['xx']"),
-    ("data.exclude_speaker_groups=[kremlin]", "data.exclude_speaker_groups=['kremlin']"),
-])
+@pytest.mark.parametrize(
+    "override, expect",
+    [
+        ("data.holdout_languages=[turkish]", "data.holdout_languages=['turkish']"),
+        ("data.languages=[xx]", "data.languages=['xx']"),
+        ("data.exclude_speaker_groups=[kremlin]", "data.exclude_speaker_groups=['kremlin']"),
+    ],
+)
 def test_cli_filter_values_absent_from_data(tiny_corpus, tiny_model_dir, store_location, override, expect):
     result = cli_train(store_location, *tiny_overrides(tiny_corpus, tiny_model_dir), override)
     assert result.exit_code == 1
@@ -87,7 +94,9 @@ def test_cli_filter_values_absent_from_data(tiny_corpus, tiny_model_dir, store_l
 
 
 def test_cli_filters_leaving_no_rows(tiny_corpus, tiny_model_dir, store_location):
-    result = cli_train(store_location, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.languages=[en]", "data.exclude_languages=[en]")
+    result = cli_train(
+        store_location, *tiny_overrides(tiny_corpus, tiny_model_dir), "data.languages=[en]", "data.exclude_languages=[en]"
+    )
     assert result.exit_code == 1
     line = error_line(result)
     assert "leave no rows" in line and "data.languages=['en'], data.exclude_languages=['en']" in line
@@ -105,6 +114,10 @@ def test_hub_id_that_cannot_be_fetched_offline(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_config(None, ["model.name=someorg/no-such-encoder"])
-    with pytest.raises(ConfigError, match=r"model.name: 'someorg/no-such-encoder' is neither a local directory nor in the Hugging Face cache"):
+    with pytest.raises(
+        ConfigError, match=r"model.name: 'someorg/no-such-encoder' is neither a local directory nor in the Hugging Face cache"
+    ):
         check_model_source(cfg)
-    check_model_source(load_config(None, ["model.name=someorg/no-such-encoder", "model.kind=baseline"]))  # the baseline has no encoder
+    check_model_source(
+        load_config(None, ["model.name=someorg/no-such-encoder", "model.kind=baseline"])
+    )  # the baseline has no encoder

@@ -22,8 +22,18 @@ UMSAB = REPO.parent / "shared" / "external" / "umsab"
 if not UMSAB.is_dir():
     UMSAB = Path("/work/shared/external/umsab")
 
-TOPICS = ["the border talks", "the gas pipeline", "the detained journalists", "the flight ban", "the embassy",
-          "the trade sanctions", "the football match", "the concert tour", "the grain corridor", "the customs queue"]
+TOPICS = [
+    "the border talks",
+    "the gas pipeline",
+    "the detained journalists",
+    "the flight ban",
+    "the embassy",
+    "the trade sanctions",
+    "the football match",
+    "the concert tour",
+    "the grain corridor",
+    "the customs queue",
+]
 VERBS = ["criticised", "welcomed", "discussed", "ignored", "mocked", "praised", "questioned", "announced"]
 
 
@@ -139,7 +149,9 @@ def test_duplicate_id_reports_both_locations(tmp_path):
 def test_conflicting_duplicate_text_reports_both_locations(tmp_path):
     text = make_row(0)["text"]
     rows = [make_row(i) for i in range(4)]
-    rows[3] = make_row(3, text="  " + text.upper().replace(" ", "   "), stance="hostile" if rows[0]["stance"] != "hostile" else "neutral")
+    rows[3] = make_row(
+        3, text="  " + text.upper().replace(" ", "   "), stance="hostile" if rows[0]["stance"] != "hostile" else "neutral"
+    )
     report = validate(write_jsonl(tmp_path / "statements.jsonl", rows))
     assert [(p.line, p.field) for p in report.errors] == [(1, "stance"), (4, "stance")]
     assert "statements.jsonl:4" in report.errors[0].message and "statements.jsonl:1" in report.errors[1].message
@@ -208,14 +220,17 @@ def test_imported_rows_keep_their_split(tmp_path):
     assert validate(broken_file(tmp_path, 1, split=wrong, source="imported")).ok
 
 
-@pytest.mark.parametrize("name,value,pattern", [
-    ("speaker_group", "russian_oficial", "unknown speaker_group"),
-    ("source", "scraped", "unknown source"),
-    ("split", "dev", "unknown split"),
-    ("date", "23.07.2025", "malformed date"),
-    ("date", "2025-02-30", "malformed date"),
-    ("register", "podcast", "unknown register"),
-])
+@pytest.mark.parametrize(
+    "name,value,pattern",
+    [
+        ("speaker_group", "russian_oficial", "unknown speaker_group"),
+        ("source", "scraped", "unknown source"),
+        ("split", "dev", "unknown split"),
+        ("date", "23.07.2025", "malformed date"),
+        ("date", "2025-02-30", "malformed date"),
+        ("register", "podcast", "unknown register"),
+    ],
+)
 def test_unknown_values(tmp_path, name, value, pattern):
     only_error(validate(broken_file(tmp_path, 2, **{name: value})), 3, name, pattern)
 
@@ -263,12 +278,15 @@ def test_cli_nothing_validated_is_not_a_success(tmp_path):
     (tmp_path / "nodata").mkdir()
     runner = CliRunner()
     empty = runner.invoke(data_app, ["validate", str(tmp_path / "empty.jsonl")])
-    assert empty.exit_code == 1 and "empty.jsonl: empty file" in empty.output and "nothing validated" in empty.output, empty.output
+    assert empty.exit_code == 1 and "empty.jsonl: empty file" in empty.output and "nothing validated" in empty.output, (
+        empty.output
+    )
     nodata = runner.invoke(data_app, ["validate", str(tmp_path / "nodata")])
     assert nodata.exit_code == 1 and "holds no *.jsonl" in nodata.output and "nothing validated" in nodata.output, nodata.output
     good = write_jsonl(tmp_path / "good.jsonl", [make_row(i) for i in range(3)])
     mixed = runner.invoke(data_app, ["validate", str(good), str(tmp_path / "empty.jsonl")])
     assert mixed.exit_code == 0 and "warning: " in mixed.output and "empty file" in mixed.output, mixed.output
+
 
 def test_missing_path_is_an_error(tmp_path):
     report = validate([tmp_path / "nope.jsonl"])
@@ -446,10 +464,15 @@ def test_tweeteval_import(tmp_path):
     first = rows[0]
     assert first["text"] == "I\u2019m fine, thanks"
     assert first["id"] == "bench-en-train-000001" and first["language"] == "en" and first["stance"] == "conciliatory"
-    assert (first["source"], first["speaker"], first["speaker_group"], first["split"]) == ("imported", "unknown", "other", "train")
+    assert (first["source"], first["speaker"], first["speaker_group"], first["split"]) == (
+        "imported",
+        "unknown",
+        "other",
+        "train",
+    )
     assert rows[1]["text"] == r"a \\n backslash \d stays"
     assert rows[2]["stance"] == "hostile" and rows[3]["split"] == "val"
-    assert rows[4]["text"] == "emoji \U0001F600 ok" and rows[5]["text"] == r"lone \ud83d stays"
+    assert rows[4]["text"] == "emoji \U0001f600 ok" and rows[5]["text"] == r"lone \ud83d stays"
     assert validate(out).ok
 
 

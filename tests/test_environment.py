@@ -23,8 +23,21 @@ def pins() -> dict[str, str]:
 
 def test_the_whole_stack_is_pinned():
     p = {k.lower().replace("_", "-"): v for k, v in pins().items()}
-    for name in ("torch", "transformers", "tokenizers", "safetensors", "scikit-learn", "skops", "mlflow", "pyarrow", "numpy", "pandas",
-                 "datasets", "accelerate", "onnxruntime"):
+    for name in (
+        "torch",
+        "transformers",
+        "tokenizers",
+        "safetensors",
+        "scikit-learn",
+        "skops",
+        "mlflow",
+        "pyarrow",
+        "numpy",
+        "pandas",
+        "datasets",
+        "accelerate",
+        "onnxruntime",
+    ):
         assert name in p, f"{name} is not pinned in .ci/constraints.txt"
 
 

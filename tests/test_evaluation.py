@@ -17,7 +17,6 @@ from tests.conftest import REPO, make_rows, tiny_overrides, tracking_client
 from train.config import load_config
 from train.schema import LABELS
 
-
 client = tracking_client
 
 
@@ -34,6 +33,7 @@ def cli(*args):
 
 
 # -- seed sweeps -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # a seed sweep: several runs
 def test_seed_sweep_parent_holds_mean_and_std_of_nested_children(tiny_corpus, tiny_model_dir, mlflow_store):
@@ -96,13 +96,15 @@ def test_failed_seed_marks_parent_failed(tiny_corpus, tiny_model_dir, mlflow_sto
 def test_aggregate_uses_sample_std_and_common_metrics():
     from train.pipeline import aggregate_seed_metrics
 
-    out = aggregate_seed_metrics([{"macro_f1": 0.5, "val_macro_f1": 0.1, "macro_f1_lang_en": 1.0},
-                                  {"macro_f1": 0.7, "val_macro_f1": 0.2}])
+    out = aggregate_seed_metrics(
+        [{"macro_f1": 0.5, "val_macro_f1": 0.1, "macro_f1_lang_en": 1.0}, {"macro_f1": 0.7, "val_macro_f1": 0.2}]
+    )
     assert out["macro_f1_mean"] == pytest.approx(0.6) and out["macro_f1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert "val_macro_f1_mean" not in out and "macro_f1_lang_en_mean" not in out
 
 
 # -- held-out languages and speaker groups -------------------------------------------------------------------------
+
 
 def predictions(c, rid) -> pd.DataFrame:
     doc = json.loads(Path(c.download_artifacts(rid, "eval/predictions.json")).read_text(encoding="utf-8"))
@@ -113,8 +115,12 @@ def test_holdout_language_run_evaluates_only_that_language(tiny_corpus, tiny_mod
     from train.pipeline import run_training
 
     rows = pd.DataFrame(make_rows())
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"model.kind": "baseline", "register_as": "null",
-                                                                           "data.holdout_languages": "[tr]"}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_corpus, tiny_model_dir, **{"model.kind": "baseline", "register_as": "null", "data.holdout_languages": "[tr]"}
+        ),
+    )
     rid = run_training(cfg, quiet=True)
     c = client()
     run = c.get_run(rid)
@@ -135,8 +141,14 @@ def test_holdout_speaker_group_run(tiny_corpus, tiny_model_dir, mlflow_store):
 
     rows = pd.DataFrame(make_rows())
     group = "russian_military_blogger"
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"model.kind": "baseline", "register_as": "null",
-                                                                           "data.holdout_speaker_groups": f"[{group}]"}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_corpus,
+            tiny_model_dir,
+            **{"model.kind": "baseline", "register_as": "null", "data.holdout_speaker_groups": f"[{group}]"},
+        ),
+    )
     rid = run_training(cfg, quiet=True)
     c = client()
     run = c.get_run(rid)
@@ -174,6 +186,7 @@ def test_holdout_configs_split_the_real_corpus_as_documented(name):
 
 # -- per-run statistics: bootstrap interval, ECE, reliability diagram ------------------------------------------------
 
+
 def check_interval_ece_and_reliability(c, rid) -> None:
     """The bootstrap interval brackets macro-F1; the ECE recomputed here from the logged predictions (|accuracy -
     confidence| per 0.1-wide bin, weighted by size) matches; the reliability diagram is a real PNG."""
@@ -205,6 +218,7 @@ def test_bootstrap_interval_behaves():
 
 # -- transfer summary on synthetic runs ------------------------------------------------------------------------------
 
+
 def fake_runs(experiment, specs):
     """Create finished/failed runs with given tags and metrics, oldest first (start times one second apart)."""
     from train.tracking import get_experiment_id
@@ -223,8 +237,14 @@ def fake_runs(experiment, specs):
 
 
 def tags(family, holdout="none", eval_split="test", languages="en,ru,tr", eval_languages="en,ru,tr", **extra):
-    return {"model_family": family, "holdout": holdout, "eval_split": eval_split, "languages": languages,
-            "eval_languages": eval_languages, **extra}
+    return {
+        "model_family": family,
+        "holdout": holdout,
+        "eval_split": eval_split,
+        "languages": languages,
+        "eval_languages": eval_languages,
+        **extra,
+    }
 
 
 def test_transfer_summary_pairs_in_language_and_held_out_runs(mlflow_store, tmp_path):
@@ -232,20 +252,35 @@ def test_transfer_summary_pairs_in_language_and_held_out_runs(mlflow_store, tmp_
 
     lang = lambda **v: {f"macro_f1_lang_{k}": x for k, x in v.items()}  # noqa: E731
     ho = dict(eval_split="holdout")
-    ids = fake_runs("tr-exp", [
-        (tags("e5"), lang(en=0.10, ru=0.10, tr=0.10), "FINISHED"),  # older reference: superseded by the next
-        (tags("e5"), lang(en=0.80, ru=0.70, tr=0.60), "FINISHED"),
-        (tags("e5", "ru", languages="en,tr", eval_languages="ru", **ho), lang(ru=0.20), "FINISHED"),  # older ru
-        (tags("e5", "ru", languages="en,tr", eval_languages="ru", **ho), {**lang(ru=0.50), "macro_f1_lang_ru_std": 0.05}, "FINISHED"),
-        (tags("e5", "tr", languages="en,ru", eval_languages="tr", **ho), lang(tr=0.45), "FAILED"),  # ignored
-        (tags("e5", "en", languages="ru,tr", eval_languages="en", **ho), lang(en=0.65), "FINISHED"),
-        (tags("e5", "ru,tr", languages="en", eval_languages="ru,tr", **ho), lang(ru=0.40, tr=0.30), "FINISHED"),
-        (tags("e5", "russian_military_blogger", eval_languages="en,ru,tr", **ho), lang(en=0.0, ru=0.0, tr=0.0), "FINISHED"),
-        (tags("tfidf-logreg"), lang(en=0.70, ru=0.60, tr=0.50), "FINISHED"),
-        (tags("tfidf-logreg", "tr", languages="en,ru", eval_languages="tr", **ho), lang(tr=0.35), "FINISHED"),
-    ])
-    fake_runs("tr-exp", [(tags("e5", "ru", languages="en,tr", eval_languages="ru", **ho, **{"mlflow.parentRunId": ids[3]}),
-                          lang(ru=0.99), "FINISHED")])  # a sweep's child: its parent already stands for it
+    ids = fake_runs(
+        "tr-exp",
+        [
+            (tags("e5"), lang(en=0.10, ru=0.10, tr=0.10), "FINISHED"),  # older reference: superseded by the next
+            (tags("e5"), lang(en=0.80, ru=0.70, tr=0.60), "FINISHED"),
+            (tags("e5", "ru", languages="en,tr", eval_languages="ru", **ho), lang(ru=0.20), "FINISHED"),  # older ru
+            (
+                tags("e5", "ru", languages="en,tr", eval_languages="ru", **ho),
+                {**lang(ru=0.50), "macro_f1_lang_ru_std": 0.05},
+                "FINISHED",
+            ),
+            (tags("e5", "tr", languages="en,ru", eval_languages="tr", **ho), lang(tr=0.45), "FAILED"),  # ignored
+            (tags("e5", "en", languages="ru,tr", eval_languages="en", **ho), lang(en=0.65), "FINISHED"),
+            (tags("e5", "ru,tr", languages="en", eval_languages="ru,tr", **ho), lang(ru=0.40, tr=0.30), "FINISHED"),
+            (tags("e5", "russian_military_blogger", eval_languages="en,ru,tr", **ho), lang(en=0.0, ru=0.0, tr=0.0), "FINISHED"),
+            (tags("tfidf-logreg"), lang(en=0.70, ru=0.60, tr=0.50), "FINISHED"),
+            (tags("tfidf-logreg", "tr", languages="en,ru", eval_languages="tr", **ho), lang(tr=0.35), "FINISHED"),
+        ],
+    )
+    fake_runs(
+        "tr-exp",
+        [
+            (
+                tags("e5", "ru", languages="en,tr", eval_languages="ru", **ho, **{"mlflow.parentRunId": ids[3]}),
+                lang(ru=0.99),
+                "FINISHED",
+            )
+        ],
+    )  # a sweep's child: its parent already stands for it
     s = transfer_summary("tr-exp").set_index(["model_family", "language"])
     assert sorted(s.index) == [("e5", "en"), ("e5", "ru"), ("e5", "tr"), ("tfidf-logreg", "tr")]
     assert s.loc[("e5", "ru"), "in_language"] == pytest.approx(0.70) and s.loc[("e5", "ru"), "held_out"] == pytest.approx(0.50)
@@ -253,7 +288,9 @@ def test_transfer_summary_pairs_in_language_and_held_out_runs(mlflow_store, tmp_
     assert s.loc[("e5", "en"), "gap"] == pytest.approx(0.15) and np.isnan(s.loc[("e5", "en"), "english_only"])
     assert pd.isna(s.loc[("e5", "en"), "english_only_run"]) and s.loc[("e5", "ru"), "english_only_run"] == ids[6]
     assert np.isnan(s.loc[("e5", "tr"), "held_out"])  # only a failed tr run exists
-    assert s.loc[("e5", "tr"), "english_only"] == pytest.approx(0.30) and s.loc[("e5", "tr"), "english_only_gap"] == pytest.approx(0.30)
+    assert s.loc[("e5", "tr"), "english_only"] == pytest.approx(0.30) and s.loc[
+        ("e5", "tr"), "english_only_gap"
+    ] == pytest.approx(0.30)
     assert s.loc[("tfidf-logreg", "tr"), "gap"] == pytest.approx(0.15) and s.loc[("tfidf-logreg", "tr"), "held_out_run"] == ids[9]
     md = transfer_markdown(transfer_summary("tr-exp"))
     assert "| e5 | ru | 0.700 | 0.500 ± 0.050 | 0.200 | 0.400 | 0.300 |" in md
@@ -284,11 +321,14 @@ def test_umsab_table_from_synthetic_runs(mlflow_store):
 
     values = dict(zip(UMSAB_CODES, [0.40, 0.50, 0.55, 0.60, 0.35, 0.52, 0.58, 0.48]))
     metrics = {f"macro_f1_lang_{k}": v for k, v in values.items()}
-    fake_runs("umsab", [
-        (tags("tfidf-logreg", languages=",".join(UMSAB_CODES)), {k: 0.0 for k in metrics}, "FINISHED"),  # older
-        (tags("tfidf-logreg", languages=",".join(UMSAB_CODES)), metrics, "FINISHED"),
-        (tags("tfidf-logreg", eval_split="val"), {k: 0.9 for k in metrics}, "FINISHED"),  # not the test split
-    ])
+    fake_runs(
+        "umsab",
+        [
+            (tags("tfidf-logreg", languages=",".join(UMSAB_CODES)), {k: 0.0 for k in metrics}, "FINISHED"),  # older
+            (tags("tfidf-logreg", languages=",".join(UMSAB_CODES)), metrics, "FINISHED"),
+            (tags("tfidf-logreg", eval_split="val"), {k: 0.9 for k in metrics}, "FINISHED"),  # not the test split
+        ],
+    )
     table = umsab_table("umsab")
     ours = table["tfidf-logreg (ours)"]
     assert ours["German"] == pytest.approx(60.0) and ours["Hindi"] == pytest.approx(35.0)
@@ -315,8 +355,11 @@ def write_tweeteval(folder: Path, texts_by_split: dict[str, list[tuple[str, int]
 
 @pytest.mark.slow  # import + a real run through the CLI
 def test_umsab_config_end_to_end_on_tiny_tweeteval(mlflow_store, tmp_path):
-    words = {0: ["awful", "hate", "terrible", "worst"], 1: ["report", "today", "meeting", "schedule"],
-             2: ["love", "great", "wonderful", "best"]}
+    words = {
+        0: ["awful", "hate", "terrible", "worst"],
+        1: ["report", "today", "meeting", "schedule"],
+        2: ["love", "great", "wonderful", "best"],
+    }
     german = {0: ["schrecklich", "hasse", "furchtbar"], 1: ["bericht", "heute", "termin"], 2: ["liebe", "toll", "wunderbar"]}
     rng = np.random.default_rng(0)
 
@@ -330,8 +373,10 @@ def test_umsab_config_end_to_end_on_tiny_tweeteval(mlflow_store, tmp_path):
 
     root = tmp_path / "umsab-mini"
     for name, vocab in (("english", words), ("german", german)):
-        write_tweeteval(root / name, {"train": items(vocab, 60, f"{name}tr"), "val": items(vocab, 12, f"{name}va"),
-                                      "test": items(vocab, 15, f"{name}te")})
+        write_tweeteval(
+            root / name,
+            {"train": items(vocab, 60, f"{name}tr"), "val": items(vocab, 12, f"{name}va"), "test": items(vocab, 15, f"{name}te")},
+        )
     cfg_path = REPO / "configs/umsab-baseline.yaml"
     cfg = load_config(cfg_path)
     assert cfg.experiment == "umsab" and cfg.data.eval_split == "test" and cfg.model.kind == "baseline"

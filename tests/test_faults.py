@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -39,8 +39,17 @@ print("ok")
 def test_concurrent_commands_on_a_fresh_store(tmp_path):
     store = tmp_path / "mlruns"
     start = time.time() + 8
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(start)], cwd=tmp_path, env=_env(STANCE_MLRUNS=str(store)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(start)],
+            cwd=tmp_path,
+            env=_env(STANCE_MLRUNS=str(store)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0 and out.strip() == "ok", err[-3000:]
@@ -51,6 +60,7 @@ def test_concurrent_commands_on_a_fresh_store(tmp_path):
 
 
 # -- item 12: the store does not depend on the working directory ------------------------------------------------------
+
 
 def test_store_found_from_a_subdirectory_and_named_when_a_run_is_missing(tmp_path, monkeypatch):
     from typer.testing import CliRunner
@@ -116,8 +126,14 @@ def test_sigterm_on_predict_ends_its_mlflow_run_killed(tmp_path):
 
     (tmp_path / "in.csv").write_text("text\nhello\n")
     store = tmp_path / "mlruns"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT], cwd=tmp_path, env=_env(STANCE_MLRUNS=str(store)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PREDICT],
+        cwd=tmp_path,
+        env=_env(STANCE_MLRUNS=str(store)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "predicting", proc.stderr.read()[-3000:]
         os.kill(proc.pid, signal.SIGTERM)
@@ -147,7 +163,9 @@ def test_running_run_of_a_reused_pid_is_reconciled(mlflow_store):
         ids = {}
         for name, pid_start in (("reused", str(int(start) - 100)), ("owner-alive", start)):
             with mlflow.start_run(experiment_id=exp, run_name=name) as run:
-                mlflow.set_tags({"stance.pid": str(other.pid), "stance.host": socket.gethostname(), "stance.pid_start": pid_start})
+                mlflow.set_tags(
+                    {"stance.pid": str(other.pid), "stance.host": socket.gethostname(), "stance.pid_start": pid_start}
+                )
             MlflowClient().set_terminated(run.info.run_id, status="RUNNING")  # as a SIGKILLed owner would leave it
             ids[name] = run.info.run_id
         assert tracking.reconcile_stale_runs(exp) == [ids["reused"]]
@@ -166,6 +184,7 @@ def test_training_runs_record_the_process_start_time():
 
 
 # -- item 9: a partial checkpoint beside a good one ----------------------------------------------------------------
+
 
 @pytest.mark.slow  # an interrupted run, then its resumption
 def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch, capsys):
@@ -188,7 +207,9 @@ def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_s
                 raise TrainingInterrupted("simulated interrupt")
 
     monkeypatch.setattr(training, "fit_transformer", _with_extra_callback(training.fit_transformer, StopAfterFirstEpoch()))
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0}))
+    cfg = load_config(
+        None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0})
+    )
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, quiet=True)
     client = tracking_client()
@@ -234,5 +255,10 @@ def test_only_complete_checkpoints_count(tmp_path):
     assert training._complete_checkpoints(tmp_path) == [b, a] and training.has_checkpoint(tmp_path)
     assert training._resume_checkpoint(tmp_path) == str(a)
     assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("incomplete-*")) == [
-        "incomplete-checkpoint-20", "incomplete-checkpoint-30", "incomplete-checkpoint-40"]
-    assert not training.has_checkpoint(tmp_path / "nothing-here") and training._resume_checkpoint(tmp_path / "nothing-here") is None
+        "incomplete-checkpoint-20",
+        "incomplete-checkpoint-30",
+        "incomplete-checkpoint-40",
+    ]
+    assert (
+        not training.has_checkpoint(tmp_path / "nothing-here") and training._resume_checkpoint(tmp_path / "nothing-here") is None
+    )

@@ -62,7 +62,9 @@ def write(df: pd.DataFrame, path):
 
 def read(path):
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype={"id": str, "pred_error": str, "model_version": str}, keep_default_na=False, na_values=[""])
+        return pd.read_csv(
+            path, dtype={"id": str, "pred_error": str, "model_version": str}, keep_default_na=False, na_values=[""]
+        )
     if path.suffix == ".jsonl":
         return pd.read_json(path, lines=True, dtype=False)
     return pd.read_parquet(path)
@@ -75,10 +77,23 @@ def predict(*args):
 
 # -- the shared row function -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("which", ["transformer", "baseline"])
 def test_bad_rows_get_reasons_and_good_rows_probabilities(which, stance_dir, baseline_dir):
     model = load_stance_model(stance_dir if which == "transformer" else baseline_dir, device="cpu")
-    values = ["we hope for dialogue", None, "", "   ", 123, ["a list"], float("nan"), "x" * 20001, "1234 !!", "strike them hard now", "🇦🇿🕊️🇷🇺"]
+    values = [
+        "we hope for dialogue",
+        None,
+        "",
+        "   ",
+        123,
+        ["a list"],
+        float("nan"),
+        "x" * 20001,
+        "1234 !!",
+        "strike them hard now",
+        "🇦🇿🕊️🇷🇺",
+    ]
     if which == "transformer":
         values.append(LONG_WORDS)
     out = predict_values(model, values, batch_size=4)
@@ -102,6 +117,7 @@ def test_bad_rows_get_reasons_and_good_rows_probabilities(which, stance_dir, bas
 
 # -- files ---------------------------------------------------------------------------------------------------------------
 
+
 def test_cli_every_format_keeps_rows_order_and_columns(stance_dir, tmp_path):
     df = statements()
     model = load_stance_model(stance_dir, device="cpu")
@@ -110,7 +126,9 @@ def test_cli_every_format_keeps_rows_order_and_columns(stance_dir, tmp_path):
         path = write(df, tmp_path / f"in.{src}")
         for dst in ("csv", "jsonl", "parquet"):
             out_path = tmp_path / f"out-{src}.{dst}"
-            result = predict("--model", stance_dir, "--input", path, "--output", out_path, "--chunk-size", 5, "--no-detect-language")
+            result = predict(
+                "--model", stance_dir, "--input", path, "--output", out_path, "--chunk-size", 5, "--no-detect-language"
+            )
             assert result.exit_code == 0, result.output
             out = read(out_path)
             assert list(out.columns) == ["id", "text", "score", *OUTPUT_COLUMNS, "model_uri", "model_version"], (src, dst)
@@ -123,11 +141,21 @@ def test_cli_every_format_keeps_rows_order_and_columns(stance_dir, tmp_path):
 
 
 def test_cli_bad_rows_are_kept_with_reasons(baseline_dir, tmp_path):
-    rows = [{"id": 1, "text": "we hope for dialogue"}, {"id": 2, "text": None}, {"id": 3, "text": ""}, {"id": 4, "text": "   "},
-            {"id": 5, "text": 123}, {"id": 6, "text": "y" * 25000}, {"id": 7}, {"id": 8, "text": "strike them hard now"}]
+    rows = [
+        {"id": 1, "text": "we hope for dialogue"},
+        {"id": 2, "text": None},
+        {"id": 3, "text": ""},
+        {"id": 4, "text": "   "},
+        {"id": 5, "text": 123},
+        {"id": 6, "text": "y" * 25000},
+        {"id": 7},
+        {"id": 8, "text": "strike them hard now"},
+    ]
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]) + "{broken json\n" + "".join(json.dumps(r) + "\n" for r in rows[4:]),
-                   encoding="utf-8")
+    src.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows[:4]) + "{broken json\n" + "".join(json.dumps(r) + "\n" for r in rows[4:]),
+        encoding="utf-8",
+    )
     out_path = tmp_path / "out.parquet"
     result = predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 3)
     assert result.exit_code == 0, result.output
@@ -160,8 +188,21 @@ def test_resume_after_sigkill_reuses_finished_chunks(stance_dir, tmp_path):
     src = write(df, tmp_path / "in.parquet")
     out_path = tmp_path / "out.csv"
     parts = tmp_path / "out.csv.parts"
-    cmd = [sys.executable, "-m", "train.cli", "predict", "-m", str(stance_dir), "-i", str(src), "-o", str(out_path), "--chunk-size", "5",
-           "--no-detect-language"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "train.cli",
+        "predict",
+        "-m",
+        str(stance_dir),
+        "-i",
+        str(src),
+        "-o",
+        str(out_path),
+        "--chunk-size",
+        "5",
+        "--no-detect-language",
+    ]
     env = {**os.environ, "STANCE_PREDICT_CHUNK_DELAY": "1.0"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -192,6 +233,7 @@ def test_resume_after_sigkill_reuses_finished_chunks(stance_dir, tmp_path):
 
 
 # -- MLflow: pyfunc, registry URIs, model server, Spark -----------------------------------------------------------------
+
 
 @pytest.fixture
 def logged_model(stance_dir, mlflow_store):
@@ -267,8 +309,12 @@ def served(model_dir: str, log_path):
         pytest.skip("the mlflow CLI is not installed")
     port = _free_port()
     log = open(log_path, "wb")
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while True:
@@ -320,7 +366,9 @@ def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
     df.loc[3, "text"] = ""
     src = write(df, tmp_path / "in.parquet")
     spark_out, local_out = tmp_path / "spark.parquet", tmp_path / "local.parquet"
-    result = predict("-m", stance_dir, "-i", src, "-o", spark_out, "--engine", "spark", "--spark-master", "local[1]", "--no-detect-language")
+    result = predict(
+        "-m", stance_dir, "-i", src, "-o", spark_out, "--engine", "spark", "--spark-master", "local[1]", "--no-detect-language"
+    )
     assert result.exit_code == 0, result.output
     assert predict("-m", stance_dir, "-i", src, "-o", local_out, "--no-detect-language").exit_code == 0
     got, want = pd.read_parquet(spark_out), pd.read_parquet(local_out)
@@ -333,6 +381,7 @@ def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
 
 
 # -- issue 12: concurrent runs, resume binding, exact column values, JSONL bytes -------------------------------------
+
 
 def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_dir, tmp_path, monkeypatch):
     import threading
@@ -349,13 +398,20 @@ def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_d
         started.set()
         release.wait(60)
 
-    worker = threading.Thread(target=lambda: result.update(summary=predict_file(
-        model, first, out_path, chunk_rows=5, detect_language=False, progress=pause)))
+    worker = threading.Thread(
+        target=lambda: result.update(
+            summary=predict_file(model, first, out_path, chunk_rows=5, detect_language=False, progress=pause)
+        )
+    )
     worker.start()
     try:
         assert started.wait(60)
-        monkeypatch.setattr("train.tracking.registry.load_stance_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
-        second = predict("-m", baseline_dir, "-i", other, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite")
+        monkeypatch.setattr(
+            "train.tracking.registry.load_stance_model", lambda *a, **k: pytest.fail("loaded a model for a refused run")
+        )
+        second = predict(
+            "-m", baseline_dir, "-i", other, "-o", out_path, "--chunk-size", 5, "--no-detect-language", "--overwrite"
+        )
     finally:
         release.set()
         worker.join(60)
@@ -381,7 +437,9 @@ def test_resume_refuses_parts_of_an_input_with_the_same_size_and_mtime_but_other
         return real(*args, **kwargs)
 
     monkeypatch.setattr(inference, "predict_values", dies_on_third_chunk)
-    assert isinstance(predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language").exception, RuntimeError)
+    assert isinstance(
+        predict("-m", baseline_dir, "-i", src, "-o", out_path, "--chunk-size", 5, "--no-detect-language").exception, RuntimeError
+    )
     monkeypatch.setattr(inference, "predict_values", real)
     assert len(list((tmp_path / "out.csv.parts").glob("part-*.parquet"))) == 2
 

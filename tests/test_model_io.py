@@ -97,20 +97,23 @@ def test_altered_directories_are_refused(fitted_baseline, tiny_model_dir, tmp_pa
 def test_mlmodel_artifact_path_cannot_leave_the_model_directory(fitted_baseline, tmp_path):
     import yaml
 
-    from train.tracking.registry import stance_dir_in
     from train.inference import InferenceError
+    from train.tracking.registry import stance_dir_in
 
     outside = fitted_baseline.save(tmp_path / "outside")
     for rel in ("../outside", str(outside)):
         mdir = tmp_path / "mlmodel"
         shutil.rmtree(mdir, ignore_errors=True)
         mdir.mkdir()
-        (mdir / "MLmodel").write_text(yaml.safe_dump({"flavors": {"python_function": {"artifacts": {"stance_model": {"path": rel}}}}}))
+        (mdir / "MLmodel").write_text(
+            yaml.safe_dump({"flavors": {"python_function": {"artifacts": {"stance_model": {"path": rel}}}}})
+        )
         with pytest.raises(InferenceError, match="leads outside the model directory"):
             stance_dir_in(mdir)
 
 
 # -- calibration and prior shift (stored in the card, applied by every serving path) -----------------------------------
+
 
 def test_temperature_is_recovered_and_identity_is_exact():
     from train.models import adjust_proba, fit_temperature

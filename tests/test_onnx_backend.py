@@ -39,7 +39,9 @@ def trained_dir(tiny_model_dir, tmp_path_factory):
     labels = torch.tensor([model.labels.index(r["stance"]) for r in rows])
     model.module.train()
     for _ in range(30):
-        loss = model.module(input_ids=torch.tensor(enc["input_ids"]), attention_mask=torch.tensor(enc["attention_mask"]), labels=labels)["loss"]
+        loss = model.module(
+            input_ids=torch.tensor(enc["input_ids"]), attention_mask=torch.tensor(enc["attention_mask"]), labels=labels
+        )["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -98,15 +100,32 @@ def test_cli_backend_onnx_gives_the_torch_predictions(trained_dir, onnx_cache, t
     outs = {}
     for backend in ("torch", "onnx"):
         out = tmp_path / f"out-{backend}.parquet"
-        result = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--backend", backend,
-                                          "--no-detect-language", "--chunk-size", "10"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "predict",
+                "-m",
+                str(trained_dir),
+                "-i",
+                str(src),
+                "-o",
+                str(out),
+                "--backend",
+                backend,
+                "--no-detect-language",
+                "--chunk-size",
+                "10",
+            ],
+        )
         assert result.exit_code == 0, result.output
         outs[backend] = pd.read_parquet(out)
     assert outs["onnx"]["pred_stance"].tolist() == outs["torch"]["pred_stance"].tolist()
     assert outs["onnx"]["pred_error"].tolist()[-1] == "missing text"  # an empty CSV cell reads as missing
     probs = [c for c in outs["onnx"].columns if c.startswith("prob_")]
     assert np.allclose(outs["onnx"][probs].to_numpy(float), outs["torch"][probs].to_numpy(float), atol=1e-5, equal_nan=True)
-    bad = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(tmp_path / "x.parquet"), "--backend", "tensorrt"])
+    bad = CliRunner().invoke(
+        app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(tmp_path / "x.parquet"), "--backend", "tensorrt"]
+    )
     assert bad.exit_code == 2 and "--backend" in bad.output
 
 
@@ -124,10 +143,14 @@ def test_int8_flag_means_the_onnx_int8_graph(trained_dir, onnx_cache, tmp_path):
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": TEXTS}).to_csv(src, index=False)
     out = tmp_path / "out.csv"
-    result = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--no-detect-language"])
+    result = CliRunner().invoke(
+        app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--no-detect-language"]
+    )
     assert result.exit_code == 0, result.output
     assert list(onnx_cache.rglob("model-int8.onnx")) and not list(onnx_cache.rglob("model.onnx"))
     expected = load_stance_model(trained_dir, device="cpu", backend="onnx", int8=True).predict_proba(TEXTS)
     assert np.allclose(pd.read_csv(out)[["prob_conciliatory", "prob_neutral", "prob_hostile"]].to_numpy(), expected, atol=1e-5)
-    spark = CliRunner().invoke(app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--engine", "spark"])
+    spark = CliRunner().invoke(
+        app, ["predict", "-m", str(trained_dir), "-i", str(src), "-o", str(out), "--int8", "--engine", "spark"]
+    )
     assert spark.exit_code == 2 and "--engine local" in spark.output

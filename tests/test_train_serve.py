@@ -88,13 +88,21 @@ def test_every_run_is_verified_registered_and_leaves_no_checkpoints(store):
     assert [p for p in (store["root"] / "outputs").rglob("*") if p.is_file()] == []
     weights = [p for p in store["root"].rglob("*") if p.suffix in (".safetensors", ".skops") and "cache" not in p.parts]
     per_run = {k: sorted(p.name for p in logged_model_dir(store, store["runs"][k]).rglob("*") if p in weights) for k in KINDS}
-    assert per_run == {"baseline": ["baseline.skops"], "mean": ["head.safetensors", "model.safetensors"],
-                       "cls": ["head.safetensors", "model.safetensors"], "auto": ["model.safetensors"]}, per_run
+    assert per_run == {
+        "baseline": ["baseline.skops"],
+        "mean": ["head.safetensors", "model.safetensors"],
+        "cls": ["head.safetensors", "model.safetensors"],
+        "auto": ["model.safetensors"],
+    }, per_run
     assert len(weights) == 6, weights
     # the logged pyfunc names the exact versions installed when it was logged, not bare package names
     from importlib.metadata import version
 
-    reqs = [l for l in (logged_model_dir(store, store["runs"]["mean"]) / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    reqs = [
+        l
+        for l in (logged_model_dir(store, store["runs"]["mean"]) / "requirements.txt").read_text().splitlines()
+        if l and not l.startswith("#")
+    ]
     pinned = dict(l.split("==", 1) for l in reqs)
     assert set(pinned) >= {"torch", "transformers", "scikit-learn", "skops", "safetensors", "mlflow", "numpy", "pandas"}, reqs
     assert all(pinned[name] == version(name) for name in pinned), reqs
@@ -160,8 +168,20 @@ def test_spark_engine_reproduces_logged_probabilities(store, tmp_path):
         src = tmp_path / f"{kind}.parquet"
         logged[["id", "text"]].to_parquet(src, index=False)
         out = tmp_path / f"{kind}-out.parquet"
-        result = cli("predict", "-m", f"models:/ts-{kind}/1", "-i", src, "-o", out, "--engine", "spark", "--spark-master", "local[1]",
-                     "--no-detect-language")
+        result = cli(
+            "predict",
+            "-m",
+            f"models:/ts-{kind}/1",
+            "-i",
+            src,
+            "-o",
+            out,
+            "--engine",
+            "spark",
+            "--spark-master",
+            "local[1]",
+            "--no-detect-language",
+        )
         assert result.exit_code == 0, result.output
         got = pd.read_parquet(out)
         assert got["id"].tolist() == logged["id"].tolist()
@@ -175,7 +195,18 @@ def test_onnx_backend_reproduces_and_int8_stays_within_tolerance(store, kind, tm
     logged = logged_rows(rid)
     src = tmp_path / "rows.parquet"
     logged[["id", "text"]].to_parquet(src, index=False)
-    result = cli("predict", "-m", f"runs:/{rid}/model", "-i", src, "-o", tmp_path / "out.parquet", "--backend", "onnx", "--no-detect-language")
+    result = cli(
+        "predict",
+        "-m",
+        f"runs:/{rid}/model",
+        "-i",
+        src,
+        "-o",
+        tmp_path / "out.parquet",
+        "--backend",
+        "onnx",
+        "--no-detect-language",
+    )
     assert result.exit_code == 0, result.output
     assert_reproduces(pd.read_parquet(tmp_path / "out.parquet"), logged)
     assert cli("runs", "verify", rid, "--backend", "onnx").exit_code == 0
@@ -217,7 +248,11 @@ def test_verify_fails_on_a_corrupted_logged_model(store, tiny_model_dir):
     card["files"] = file_digests(model_dir)
     (model_dir / MODEL_CARD).write_text(json.dumps(card))
     failed = cli("runs", "verify", f"runs:/{rid}/model")
-    assert failed.exit_code == 1 and "FAILED" in failed.output and "FAIL" in failed.output.split("max |prob diff|")[1].splitlines()[0], failed.output
+    assert (
+        failed.exit_code == 1
+        and "FAILED" in failed.output
+        and "FAIL" in failed.output.split("max |prob diff|")[1].splitlines()[0]
+    ), failed.output
 
 
 def test_a_model_that_fails_verification_is_not_registered(store, tiny_model_dir, monkeypatch):
@@ -227,7 +262,11 @@ def test_a_model_that_fails_verification_is_not_registered(store, tiny_model_dir
     from train.pipeline import VerificationFailed, run_training
 
     monkeypatch.setattr(train.reports.verify, "PROB_TOL", -1.0)  # every comparison now fails, as a broken serializer would
-    cfg = load_config(None, tiny_overrides(store["corpus"], tiny_model_dir, register_as="ts-never") + ["model.kind=baseline", "run_name=unverifiable"])
+    cfg = load_config(
+        None,
+        tiny_overrides(store["corpus"], tiny_model_dir, register_as="ts-never")
+        + ["model.kind=baseline", "run_name=unverifiable"],
+    )
     with pytest.raises(VerificationFailed):
         run_training(cfg, quiet=True)
     client = MlflowClient()
@@ -238,6 +277,7 @@ def test_a_model_that_fails_verification_is_not_registered(store, tiny_model_dir
 
 
 # -- misuse refused before any work --------------------------------------------------------------------------------
+
 
 def test_run_id_without_resume_and_resume_with_seeds_are_refused(store_location):
     r = cli("train", "configs/default.yaml", "--run-id", "0" * 32)
@@ -271,6 +311,7 @@ def test_resume_after_the_config_changed_is_refused(tiny_corpus, tiny_model_dir,
 
 # -- extra evaluation files (real statements) ------------------------------------------------------------------------
 
+
 def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny_model_dir, mlflow_store, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -279,9 +320,14 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
 
     rows = [dict(r, id="real-" + r["id"], source="imported", split="test") for r in make_rows(n_per_cell=4, seed=7)]
     real = write_jsonl(tmp_path / "real_dev.jsonl", rows)
-    calib = write_jsonl(tmp_path / "calib.jsonl", [dict(r, id="cal-" + r["id"], source="imported") for r in make_rows(n_per_cell=3, seed=9)])
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null") + [
-        "model.kind=baseline", f"data.eval_files=[{real}]", "train.calibrate=true", f"data.calibration_file={calib}"])
+    calib = write_jsonl(
+        tmp_path / "calib.jsonl", [dict(r, id="cal-" + r["id"], source="imported") for r in make_rows(n_per_cell=3, seed=9)]
+    )
+    cfg = load_config(
+        None,
+        tiny_overrides(tiny_corpus, tiny_model_dir, register_as="null")
+        + ["model.kind=baseline", f"data.eval_files=[{real}]", "train.calibrate=true", f"data.calibration_file={calib}"],
+    )
     rid = run_training(cfg, quiet=True)
     from train.models import fit_temperature
     from train.schema import LABELS as L
@@ -290,29 +336,48 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
     from train.models import load_stance_model
 
     rows_c = make_rows(n_per_cell=3, seed=9)
-    want_t = fit_temperature(load_stance_model(model_dir)._raw_proba([r["text"] for r in rows_c]), np.array([L.index(r["stance"]) for r in rows_c]))
+    want_t = fit_temperature(
+        load_stance_model(model_dir)._raw_proba([r["text"] for r in rows_c]), np.array([L.index(r["stance"]) for r in rows_c])
+    )
     assert MlflowClient().get_run(rid).data.metrics["temperature"] == pytest.approx(want_t)  # fitted on the calibration file
     run = MlflowClient().get_run(rid)
     m = run.data.metrics
-    assert {"real_dev/macro_f1", "real_dev/ece", "real_dev/macro_f1_ci_low", "real_dev/f1_hostile", "real_dev/macro_f1_lang_ru"} <= set(m)
+    assert {
+        "real_dev/macro_f1",
+        "real_dev/ece",
+        "real_dev/macro_f1_ci_low",
+        "real_dev/f1_hostile",
+        "real_dev/macro_f1_lang_ru",
+    } <= set(m)
     arts = {a.path for a in MlflowClient().list_artifacts(rid, "real_dev")}
     assert {"real_dev/confusion_matrix.png", "real_dev/scored.parquet", "real_dev/reliability_diagram.png"} <= arts
-    logged = pd.read_parquet(__import__("mlflow").artifacts.download_artifacts(run_id=rid, artifact_path="real_dev/scored.parquet"))
+    logged = pd.read_parquet(
+        __import__("mlflow").artifacts.download_artifacts(run_id=rid, artifact_path="real_dev/scored.parquet")
+    )
     assert len(logged) == len(rows) and logged["id"].tolist() == [r["id"] for r in rows]
     result = cli("runs", "verify", rid)
-    assert result.exit_code == 0 and "real_dev: max |prob diff|" in result.output and "real_dev/macro_f1" in result.output, result.output
+    assert result.exit_code == 0 and "real_dev: max |prob diff|" in result.output and "real_dev/macro_f1" in result.output, (
+        result.output
+    )
 
     board = cli("runs", "compare", "-e", "test-exp", "--format", "csv")
     assert board.exit_code == 0 and "real_dev/macro_f1" in board.output.splitlines()[0], board.output
     report = cli("runs", "report", rid)
-    assert "## Extra evaluation sets" in report.output and f"| real_dev | {m['real_dev/macro_f1']:.3f}" in report.output, report.output
+    assert "## Extra evaluation sets" in report.output and f"| real_dev | {m['real_dev/macro_f1']:.3f}" in report.output, (
+        report.output
+    )
 
     leaked = write_jsonl(tmp_path / "leak.jsonl", make_rows()[:5])  # rows of the training corpus itself
     for path, message in ((leaked, "also training rows"), (tmp_path / "missing.jsonl", "no such file")):
-        bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + ["model.kind=baseline", f"data.eval_files=[{path}]"])
+        bad = load_config(
+            None, tiny_overrides(tiny_corpus, tiny_model_dir) + ["model.kind=baseline", f"data.eval_files=[{path}]"]
+        )
         with pytest.raises(DataError, match=message):
             run_training(bad, quiet=True)
-    bad = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir) + [
-        "model.kind=baseline", "train.calibrate=true", f"data.eval_files=[{real}]", f"data.calibration_file={real}"])
+    bad = load_config(
+        None,
+        tiny_overrides(tiny_corpus, tiny_model_dir)
+        + ["model.kind=baseline", "train.calibrate=true", f"data.eval_files=[{real}]", f"data.calibration_file={real}"],
+    )
     with pytest.raises(DataError, match="also real_dev rows"):
         run_training(bad, quiet=True)

@@ -14,7 +14,6 @@ from tests.conftest import REPO, tiny_overrides, tracking_client
 from train.config import ConfigError, load_config
 from train.schema import LABELS
 
-
 client = tracking_client
 
 
@@ -26,6 +25,7 @@ def only_run(experiment="test-exp"):
 
 
 # -- configs ---------------------------------------------------------------------------------------------------------
+
 
 def test_default_config_files_load():
     for path in sorted((REPO / "configs").glob("*.yaml")):
@@ -56,7 +56,9 @@ def test_wrong_type_and_bad_choice_fail():
 
 
 def test_overrides_apply_with_types():
-    cfg = load_config(REPO / "configs/default.yaml", ["train.lr=3e-5", "data.holdout_languages=[uk, az]", "train.epochs=2", "run_name=null"])
+    cfg = load_config(
+        REPO / "configs/default.yaml", ["train.lr=3e-5", "data.holdout_languages=[uk, az]", "train.epochs=2", "run_name=null"]
+    )
     assert cfg.train.lr == 3e-5 and cfg.train.epochs == 2 and cfg.data.holdout_languages == ["uk", "az"] and cfg.run_name is None
 
 
@@ -77,6 +79,7 @@ def test_help_is_fast_and_lazy():
 
 # -- training runs ---------------------------------------------------------------------------------------------------
 
+
 def train(corpus, model_dir, *extra, **kw):
     from train.pipeline import run_training
 
@@ -92,18 +95,33 @@ def test_transformer_run_logs_everything(tiny_corpus, tiny_model_dir, mlflow_sto
     run = c.get_run(rid)
     assert run.info.status == "FINISHED"
     m, p, t = run.data.metrics, run.data.params, run.data.tags
-    for key in ["macro_f1", "accuracy", "ece", "macro_f1_ci_low", "macro_f1_ci_high", "train_seconds",
-                *[f"{s}_{l}" for s in ("precision", "recall", "f1") for l in LABELS],
-                *[f"macro_f1_lang_{lang}" for lang in ("en", "ru", "tr")]]:
+    for key in [
+        "macro_f1",
+        "accuracy",
+        "ece",
+        "macro_f1_ci_low",
+        "macro_f1_ci_high",
+        "train_seconds",
+        *[f"{s}_{l}" for s in ("precision", "recall", "f1") for l in LABELS],
+        *[f"macro_f1_lang_{lang}" for lang in ("en", "ru", "tr")],
+    ]:
         assert key in m, key
     assert p["train.lr"] == "0.001" and p["model.pooling"] == "mean" and int(p["n_train"]) > 0
     assert t["train.compute_dtype"] == "float32"  # CPU: fp32, read off the encoder's outputs during training
-    assert t["model_family"] and t["languages"] == "en,ru,tr" and t["git.commit"] and t["git.dirty"] in ("true", "false", "unknown")
+    assert (
+        t["model_family"] and t["languages"] == "en,ru,tr" and t["git.commit"] and t["git.dirty"] in ("true", "false", "unknown")
+    )
     epochs = [h.step for h in c.get_metric_history(rid, "val_macro_f1")]
     assert epochs == [1, 2]
     assert [h.step for h in c.get_metric_history(rid, "train_loss")] == [1, 2]
     arts = {a.path for a in c.list_artifacts(rid, "eval")}
-    for name in ("confusion_matrix.png", "classification_report.txt", "predictions.json", "per_language_macro_f1.png", "reliability_diagram.png"):
+    for name in (
+        "confusion_matrix.png",
+        "classification_report.txt",
+        "predictions.json",
+        "per_language_macro_f1.png",
+        "reliability_diagram.png",
+    ):
         assert f"eval/{name}" in arts, name
     inputs = run.inputs.dataset_inputs
     assert {i.tags[0].value for i in inputs} >= {"train", "eval"} and all(i.dataset.digest for i in inputs)
@@ -182,7 +200,9 @@ def test_resume_continues_from_checkpoint(tiny_corpus, tiny_model_dir, mlflow_st
                 raise TrainingInterrupted("simulated interrupt")
 
     monkeypatch.setattr(training, "fit_transformer", _with_extra_callback(training.fit_transformer, StopAfterFirstEpoch()))
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0}))
+    cfg = load_config(
+        None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0})
+    )
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, quiet=True)
     c, runs = only_run()

@@ -21,8 +21,9 @@ C_SPACE = "tune.space={model.C: {type: float, low: 0.01, high: 100.0, log: true}
 
 def children_of(client, parent_id: str, experiment="test-exp"):
     exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-                              order_by=["attributes.start_time ASC"])
+    return client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", order_by=["attributes.start_time ASC"]
+    )
 
 
 def load_study(result_or_storage, name=None):
@@ -37,8 +38,11 @@ def load_study(result_or_storage, name=None):
 def test_search_logs_nested_trials_and_the_best(tiny_corpus, tiny_model_dir, mlflow_store, capsys):
     from train.tune import run_tune
 
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 1}) +
-                      [LR_SPACE, "tune.pruner=none", "tune.seed=3", "tune.max_train_rows=40"])
+    cfg = load_config(
+        None,
+        tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 1})
+        + [LR_SPACE, "tune.pruner=none", "tune.seed=3", "tune.max_train_rows=40"],
+    )
     started = time.time()
     result = run_tune(cfg, config_path="configs/x.yaml", overrides=["train.threads=1"], trials=3)
     print(f"3-trial search: {time.time() - started:.1f}s", file=sys.stderr)
@@ -102,8 +106,11 @@ def test_a_pruned_trial_ends_killed_and_tagged(tiny_corpus, tiny_model_dir, mlfl
     from train import tune
 
     monkeypatch.setattr(tune, "make_pruner", lambda cfg: AlwaysPrune())
-    cfg = load_config(None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0}) +
-                      [LR_SPACE, "tune.seed=1"])
+    cfg = load_config(
+        None,
+        tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0})
+        + [LR_SPACE, "tune.seed=1"],
+    )
     result = tune.run_tune(cfg, trials=2, quiet=True)
 
     client = tracking_client()
@@ -135,13 +142,25 @@ def test_two_workers_share_one_sqlite_study(tiny_corpus, tmp_path):
     """Two `stance tune` processes, started together on a fresh sqlite storage, run 2 + 1 trials of one study."""
     store, db = tmp_path / "mlruns", tmp_path / "optuna" / "study.db"
     cfg = tmp_path / "search.yaml"
-    cfg.write_text(f"experiment: test-exp\nregister_as: test-model\ndata:\n  paths: [{tiny_corpus}]\nmodel:\n  kind: baseline\n"
-                   f"tune:\n  trials: 5\n  objective: macro_f1\n  space:\n    model.C: {{type: float, low: 0.01, high: 100.0, log: true}}\n"
-                   f"    model.ngram_max: {{type: int, low: 3, high: 5}}\n", encoding="utf-8")
+    cfg.write_text(
+        f"experiment: test-exp\nregister_as: test-model\ndata:\n  paths: [{tiny_corpus}]\nmodel:\n  kind: baseline\n"
+        f"tune:\n  trials: 5\n  objective: macro_f1\n  space:\n    model.C: {{type: float, low: 0.01, high: 100.0, log: true}}\n"
+        f"    model.ngram_max: {{type: int, low: 3, high: 5}}\n",
+        encoding="utf-8",
+    )
     args = [sys.executable, "-m", "train.cli", "tune", str(cfg), "--storage", f"sqlite:///{db}", "--study", "shared"]
     started = time.time()
-    procs = [subprocess.Popen([*args, "--trials", str(n)], cwd=tmp_path, env=_env(STANCE_MLRUNS=str(store)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (2, 1)]
+    procs = [
+        subprocess.Popen(
+            [*args, "--trials", str(n)],
+            cwd=tmp_path,
+            env=_env(STANCE_MLRUNS=str(store)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in (2, 1)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     print(f"two workers: {time.time() - started:.1f}s", file=sys.stderr)
     for p, (out, err) in zip(procs, outs):
@@ -170,15 +189,18 @@ def test_a_bad_tune_key_fails_before_anything_runs(tiny_corpus, store_location):
     base = tiny_overrides(tiny_corpus, "unused", **{"model.kind": "baseline"})
     result = CliRunner().invoke(app, ["tune", str(REPO / "configs/default.yaml"), *base, C_SPACE, "tune.trails=3"])
     assert result.exit_code == 2 and "Did you mean 'tune.trials'?" in result.output
-    result = CliRunner().invoke(app, ["tune", str(REPO / "configs/default.yaml"), *base,
-                                      "tune.space={model.CC: {type: float, low: 0.1, high: 1.0}}"])
+    result = CliRunner().invoke(
+        app, ["tune", str(REPO / "configs/default.yaml"), *base, "tune.space={model.CC: {type: float, low: 0.1, high: 1.0}}"]
+    )
     assert result.exit_code == 2 and "Did you mean 'model.C'?" in result.output
     with pytest.raises(ConfigError, match=r"tune.space.train.lr.lo' for type float. Did you mean 'tune.space.train.lr.low'"):
         load_config(None, ["tune.space={train.lr: {type: float, lo: 1.0e-5, high: 1.0e-4}}"])
     with pytest.raises(ConfigError, match=r"the value -1.0 is not valid for train.lr"):
         load_config(None, ["tune.space={train.lr: {type: float, low: -1, high: 1.0e-4}}"])
     # an evaluation set the config does not have: refused before the study or any run exists
-    result = CliRunner().invoke(app, ["tune", str(REPO / "configs/default.yaml"), *base, C_SPACE, "tune.objective=realquotes_dev/macro_f1"])
+    result = CliRunner().invoke(
+        app, ["tune", str(REPO / "configs/default.yaml"), *base, C_SPACE, "tune.objective=realquotes_dev/macro_f1"]
+    )
     assert result.exit_code == 2 and "data.eval_files does not have" in result.output
     assert not (store_location / "mlflow.db").exists() and not (store_location / "optuna.db").exists()
 
@@ -187,8 +209,9 @@ def test_an_objective_no_run_logs_stops_after_the_first_trial(tiny_corpus, mlflo
     from train.cli import app
 
     base = tiny_overrides(tiny_corpus, "unused", **{"model.kind": "baseline"})
-    result = CliRunner().invoke(app, ["tune", str(REPO / "configs/default.yaml"), *base, C_SPACE, "tune.objective=val_macro_f2",
-                                      "--trials", "4"])
+    result = CliRunner().invoke(
+        app, ["tune", str(REPO / "configs/default.yaml"), *base, C_SPACE, "tune.objective=val_macro_f2", "--trials", "4"]
+    )
     assert result.exit_code == 2, result.output
     lines = [l for l in result.output.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and "logged no metric 'val_macro_f2'" in lines[0] and "val_macro_f1" in lines[0]
@@ -241,8 +264,17 @@ def test_many_workers_on_a_fresh_sqlite_storage_do_not_crash(tmp_path):
     path = tmp_path / "fresh" / "optuna.db"
     url = f"sqlite:///{path}"
     start = time.time() + 8
-    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, url, str(start)], cwd=tmp_path, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HAMMER, url, str(start)],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     path.parent.mkdir()
     time.sleep(max(0.0, start - 0.5 - time.time()))
     holder = sqlite3.connect(path, isolation_level=None)

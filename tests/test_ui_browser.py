@@ -54,7 +54,9 @@ def test_runs_table_lists_runs_with_metrics(use_demo_store, chromium):
         assert run.info.run_name in dom, f"run {run.info.run_name} is not in the runs table (see test-artifacts/ui-runs.png)"
         # the UI prints floats the way Python's repr does (shortest round-trip form)
         for metric in ("macro_f1", "accuracy"):
-            assert repr(run.data.metrics[metric]) in dom, f"{metric}={run.data.metrics[metric]!r} of {run.info.run_name} not shown"
+            assert repr(run.data.metrics[metric]) in dom, (
+                f"{metric}={run.data.metrics[metric]!r} of {run.info.run_name} not shown"
+            )
     assert "macro_f1_lang_ru" in dom  # per-language metrics are columns of their own
     assert png.startswith(b"\x89PNG"), "the confusion matrix artifact is not served as a PNG"
 
@@ -63,8 +65,14 @@ def test_stance_ui_serves_and_stops_on_ctrl_c(use_demo_store):
     port = free_port()
     env = dict(os.environ, STANCE_MLRUNS=str(use_demo_store.store))
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "train.cli", "ui", "--port", str(port)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "train.cli", "ui", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()
         assert f"MLflow UI: http://127.0.0.1:{port}" in first, first + proc.stdout.read() if proc.poll() is not None else first

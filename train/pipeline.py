@@ -45,8 +45,16 @@ class VerificationFailed(RuntimeError):
     """The logged model does not reproduce the run's own numbers: it is not registered, and the run fails."""
 
 
-def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, config_path: str | None = None,
-                 parent_run_id: str | None = None, quiet: bool = False, callbacks=(), tags: dict | None = None) -> str:
+def run_training(
+    cfg: Config,
+    resume: bool = False,
+    run_id: str | None = None,
+    config_path: str | None = None,
+    parent_run_id: str | None = None,
+    quiet: bool = False,
+    callbacks=(),
+    tags: dict | None = None,
+) -> str:
     """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id.
 
     callbacks: extra Trainer callbacks (the transformer only; `stance tune` reports epochs to Optuna with one);
@@ -77,11 +85,16 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         train, val = parts["train"], parts["val"]
         model = estimator_from_config(cfg)
         with fit_context(report=run_log.log_metrics, checkpoint_dir=out_dir, resume=resume, trainer_callbacks=tuple(callbacks)):
-            model.fit(train["text"].tolist(), train["stance"].tolist(), *(
-                (val["text"].tolist(), val["stance"].tolist(), val["language"].tolist()) if len(val) else ()))
+            model.fit(
+                train["text"].tolist(),
+                train["stance"].tolist(),
+                *((val["text"].tolist(), val["stance"].tolist(), val["language"].tolist()) if len(val) else ()),
+            )
         if calib is not None and len(calib):
             # after the val metrics above (computed at temperature 1)
-            run_log.log_metric("temperature", model.calibrate(calib["text"].tolist(), calib["stance"].tolist(), cfg.train.eval_batch_size))
+            run_log.log_metric(
+                "temperature", model.calibrate(calib["text"].tolist(), calib["stance"].tolist(), cfg.train.eval_batch_size)
+            )
         train_seconds = time.time() - started
         if getattr(model, "train_compute_dtype", None):
             run_log.set_tags({"train.compute_dtype": model.train_compute_dtype})
@@ -89,8 +102,10 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
         for name, eval_df in extra_sets.items():
             extra = evaluate_and_log(model, eval_df, cfg.train.eval_batch_size, prefix=name)
             if not quiet:
-                print(f"{name} ({len(eval_df)} rows): macro_f1={extra['macro_f1']:.4f} "
-                      f"({extra['macro_f1_ci_low']:.3f}-{extra['macro_f1_ci_high']:.3f}) ece={extra['ece']:.3f}")
+                print(
+                    f"{name} ({len(eval_df)} rows): macro_f1={extra['macro_f1']:.4f} "
+                    f"({extra['macro_f1_ci_low']:.3f}-{extra['macro_f1_ci_high']:.3f}) ece={extra['ece']:.3f}"
+                )
         run_log.set_tags({"stance.eval_sets": ",".join(["eval", *extra_sets])})
         run_log.log_metric("train_seconds", train_seconds)
         # The model is stored once, in the run's artifacts: saved to a temporary folder, logged, folder removed.
@@ -108,11 +123,16 @@ def run_training(cfg: Config, resume: bool = False, run_id: str | None = None, c
 def _run_tags(cfg: Config, parts: dict, config_path: str | None) -> dict[str, str]:
     """The tags leaderboards, the transfer summary and the UMSAB table filter on (shared by runs and sweep parents)."""
     held = cfg.data.holdout_languages + cfg.data.holdout_speaker_groups
-    tags = {"model_family": model_family(cfg), "model_kind": cfg.model.kind,
-            "languages": ",".join(sorted(set(parts["train"]["language"]))),
-            "eval_languages": ",".join(sorted(set(parts["eval"]["language"]))),
-            "eval_split": "holdout" if held else cfg.data.eval_split, "holdout": ",".join(held) or "none",
-            "device": pick_device(), **tracking.git_info()}
+    tags = {
+        "model_family": model_family(cfg),
+        "model_kind": cfg.model.kind,
+        "languages": ",".join(sorted(set(parts["train"]["language"]))),
+        "eval_languages": ",".join(sorted(set(parts["eval"]["language"]))),
+        "eval_split": "holdout" if held else cfg.data.eval_split,
+        "holdout": ",".join(held) or "none",
+        "device": pick_device(),
+        **tracking.git_info(),
+    }
     if config_path:
         tags["config_file"] = str(config_path)
     return tags
@@ -121,12 +141,22 @@ def _run_tags(cfg: Config, parts: dict, config_path: str | None) -> dict[str, st
 def parent_tags(cfg: Config, parts: dict, seeds: list[int], config_path: str | None) -> dict[str, str]:
     """The tags of a run that stands for several (a seed sweep's or a search's parent): leaderboards leave it out
     (stance.parent) unless asked for."""
-    return {"stance.parent": "true", **tracking.process_tags(), **_run_tags(cfg, parts, config_path), "seeds": ",".join(map(str, seeds))}
+    return {
+        "stance.parent": "true",
+        **tracking.process_tags(),
+        **_run_tags(cfg, parts, config_path),
+        "seeds": ",".join(map(str, seeds)),
+    }
 
 
 def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
-    tags = {**tracking.process_tags(), "stance.config_digest": digest, "stance.output_dir": str(out_dir),
-            **_run_tags(cfg, parts, config_path), "seed": str(cfg.train.seed)}
+    tags = {
+        **tracking.process_tags(),
+        "stance.config_digest": digest,
+        "stance.output_dir": str(out_dir),
+        **_run_tags(cfg, parts, config_path),
+        "seed": str(cfg.train.seed),
+    }
     run_log.set_tags(tags)
     params = flat_params(cfg)
     params.update({"n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"]), "threads": threads})
@@ -166,6 +196,7 @@ def verify_and_register(run_id: str, register_as: str | None, quiet: bool = Fals
 
 
 # -- seed sweeps -----------------------------------------------------------------------------------------------------
+
 
 def seed_list(first: int, n: int) -> list[int]:
     if n < 1:
@@ -212,14 +243,22 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
     with tracking.closing_run(lambda: f"seed {current} failed: " if current is not None else ""):
         run_log.set_tags(parent_tags(cfg, parts, seeds, config_path))
         params = flat_params(cfg)
-        params.update({"train.seed": ",".join(map(str, seeds)), "n_seeds": n_seeds,
-                       "n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"])})
+        params.update(
+            {
+                "train.seed": ",".join(map(str, seeds)),
+                "n_seeds": n_seeds,
+                "n_train": len(parts["train"]),
+                "n_val": len(parts["val"]),
+                "n_eval": len(parts["eval"]),
+            }
+        )
         run_log.log_params(params)
         child_ids, per_seed = [], []
         for seed in seeds:
             current = seed
-            child_cfg = dataclasses.replace(cfg, register_as=None, run_name=child_run_name(cfg, seed),
-                                            train=dataclasses.replace(cfg.train, seed=seed))
+            child_cfg = dataclasses.replace(
+                cfg, register_as=None, run_name=child_run_name(cfg, seed), train=dataclasses.replace(cfg.train, seed=seed)
+            )
             rid = run_training(child_cfg, config_path=config_path, parent_run_id=parent_id, quiet=quiet)
             child_ids.append(rid)
             per_seed.append(run_metrics(rid))
@@ -232,6 +271,8 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
             version = run_log.register_model(child_ids[0], cfg.register_as)
             run_log.set_tags({"stance.registered_child": child_ids[0], "stance.registered_version": version})
         if not quiet:
-            print(f"parent run {parent_id} ({n_seeds} seeds): macro_f1={summary['macro_f1_mean']:.4f} "
-                  f"± {summary['macro_f1_std']:.4f} (sample std)")
+            print(
+                f"parent run {parent_id} ({n_seeds} seeds): macro_f1={summary['macro_f1_mean']:.4f} "
+                f"± {summary['macro_f1_std']:.4f} (sample std)"
+            )
     return parent_id

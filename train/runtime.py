@@ -3,8 +3,8 @@ here, plus the torch device, precision and CPU threads. Nothing here imports tor
 
 from __future__ import annotations
 
-import tomllib
 import os
+import tomllib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,7 @@ def store_dir() -> Path:
 
 
 # -- device, precision, threads ----------------------------------------------------------------------------------------
+
 
 def pick_device() -> str:
     import torch

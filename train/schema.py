@@ -26,7 +26,17 @@ SPEAKER_GROUPS = (
     "other",
 )
 
-REGISTERS = ("tweet", "telegram_post", "official_statement", "op_ed", "talk_show", "interview", "comment", "news_report", "speech")
+REGISTERS = (
+    "tweet",
+    "telegram_post",
+    "official_statement",
+    "op_ed",
+    "talk_show",
+    "interview",
+    "comment",
+    "news_report",
+    "speech",
+)
 
 # `source` says where a row came from. Rows the project wrote itself are `authored`; never present them as collected.
 SOURCES = ("authored", "seed_article", "imported")

@@ -56,6 +56,7 @@ class TuneResult:
 
 # -- settings ------------------------------------------------------------------------------------------------------
 
+
 def default_storage() -> str:
     return f"sqlite:///{store_dir() / 'optuna.db'}"
 
@@ -86,15 +87,19 @@ def prune_metric(cfg: Config) -> str:
 def check_tune_config(cfg: Config) -> None:
     t = cfg.tune
     if not t.space:
-        raise ConfigError("tune.space is empty: name at least one key to search, e.g. "
-                          "tune.space: {train.lr: {type: float, low: 1.0e-5, high: 1.0e-4, log: true}}")
+        raise ConfigError(
+            "tune.space is empty: name at least one key to search, e.g. "
+            "tune.space: {train.lr: {type: float, low: 1.0e-5, high: 1.0e-4, log: true}}"
+        )
     if "/" in t.objective:  # `<eval file stem>/<metric>`: the file must be one of data.eval_files
         stems = [re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(p).stem) for p in cfg.data.eval_files]
         prefix = t.objective.rsplit("/", 1)[0]
         if prefix not in stems:
             valid = ", ".join(f"{s}/<metric>" for s in stems) or "none: data.eval_files is empty"
-            raise ConfigError(f"tune.objective: {t.objective!r} names the evaluation set {prefix!r}, which data.eval_files "
-                              f"does not have; valid: val_<metric>, <metric> (the eval split), {valid}")
+            raise ConfigError(
+                f"tune.objective: {t.objective!r} names the evaluation set {prefix!r}, which data.eval_files "
+                f"does not have; valid: val_<metric>, <metric> (the eval split), {valid}"
+            )
 
 
 def sampler(cfg: Config):
@@ -108,6 +113,7 @@ def make_pruner(cfg: Config):
 
 
 # -- storage ---------------------------------------------------------------------------------------------------------
+
 
 def open_storage(url: str):
     """Optuna's RDB storage. On sqlite, several worker processes share one file: the tables are created under a lock
@@ -145,15 +151,24 @@ def open_storage(url: str):
 
 def open_study(cfg: Config, storage_url: str, study_name: str):
     storage = open_storage(storage_url)
-    study = optuna.create_study(storage=storage, study_name=study_name, direction=cfg.tune.direction,
-                                sampler=sampler(cfg), pruner=make_pruner(cfg), load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction=cfg.tune.direction,
+        sampler=sampler(cfg),
+        pruner=make_pruner(cfg),
+        load_if_exists=True,
+    )
     if study.direction.name.lower() != cfg.tune.direction:
-        raise ConfigError(f"study {study_name!r} in {storage_url} exists with direction {study.direction.name.lower()}, "
-                          f"not {cfg.tune.direction}; use another --study name")
+        raise ConfigError(
+            f"study {study_name!r} in {storage_url} exists with direction {study.direction.name.lower()}, "
+            f"not {cfg.tune.direction}; use another --study name"
+        )
     return study
 
 
 # -- one trial -------------------------------------------------------------------------------------------------------
+
 
 def suggest(trial, space: dict) -> dict:
     values = {}
@@ -162,9 +177,13 @@ def suggest(trial, space: dict) -> dict:
         if kind == "categorical":
             values[key] = trial.suggest_categorical(key, spec["choices"])
         elif kind == "int":
-            values[key] = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step") or 1), log=bool(spec.get("log")))
+            values[key] = trial.suggest_int(
+                key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step") or 1), log=bool(spec.get("log"))
+            )
         else:
-            values[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]), step=spec.get("step"), log=bool(spec.get("log")))
+            values[key] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), step=spec.get("step"), log=bool(spec.get("log"))
+            )
     return values
 
 
@@ -207,8 +226,14 @@ def run_trial(trial, cfg: Config, parent_id: str, study_name: str, config_path: 
     tags.update({f"trial.{k}": str(v) for k, v in values.items()})
     callback = pruning_callback(trial, prune_metric(cfg)) if cfg.model.kind == "transformer" else None
     try:
-        rid = run_training(child, config_path=config_path, parent_run_id=parent_id, quiet=True,
-                           callbacks=[callback] if callback else (), tags=tags)
+        rid = run_training(
+            child,
+            config_path=config_path,
+            parent_run_id=parent_id,
+            quiet=True,
+            callbacks=[callback] if callback else (),
+            tags=tags,
+        )
     except optuna.TrialPruned:
         if callback is not None and callback.run_id:
             trial.set_user_attr("mlflow_run_id", callback.run_id)
@@ -223,9 +248,13 @@ def run_trial(trial, cfg: Config, parent_id: str, study_name: str, config_path: 
     objective = cfg.tune.objective
     if objective not in metrics:
         close = difflib.get_close_matches(objective, list(metrics), n=5, cutoff=0.5)
-        shown = close or sorted(m for m in metrics if "_lang_" not in m and not m.startswith(("precision_", "recall_", "f1_")))[:15]
-        raise ObjectiveMissing(f"tune.objective: run {rid} (trial {trial.number}) logged no metric {objective!r}; "
-                               f"{'close ones it logged' if close else 'it logged e.g.'}: {', '.join(shown)}")
+        shown = (
+            close or sorted(m for m in metrics if "_lang_" not in m and not m.startswith(("precision_", "recall_", "f1_")))[:15]
+        )
+        raise ObjectiveMissing(
+            f"tune.objective: run {rid} (trial {trial.number}) logged no metric {objective!r}; "
+            f"{'close ones it logged' if close else 'it logged e.g.'}: {', '.join(shown)}"
+        )
     value = float(metrics[objective])
     if not quiet:
         print(f"trial {trial.number}: {objective}={value:.4f} {fmt_params(values)}")
@@ -234,8 +263,16 @@ def run_trial(trial, cfg: Config, parent_id: str, study_name: str, config_path: 
 
 # -- the search ------------------------------------------------------------------------------------------------------
 
-def run_tune(cfg: Config, config_path: str | None = None, overrides: list[str] | tuple[str, ...] = (), trials: int | None = None,
-             storage: str | None = None, study_name: str | None = None, quiet: bool = False) -> TuneResult:
+
+def run_tune(
+    cfg: Config,
+    config_path: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    quiet: bool = False,
+) -> TuneResult:
     """Run this worker's trials of the config's search. Returns the parent run, the trials table and the best command."""
     check_tune_config(cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed below instead
@@ -259,11 +296,22 @@ def run_tune(cfg: Config, config_path: str | None = None, overrides: list[str] |
         tags.pop("eval_split", None)
         tags.update({"stance.tune": "true", "stance.study": name, "stance.optuna_storage": _redact(storage_url)})
         run_log.set_tags(tags)
-        run_log.log_params({"tune.trials": n_trials, "tune.objective": cfg.tune.objective, "tune.direction": cfg.tune.direction,
-                           "tune.pruner": cfg.tune.pruner or "none", "tune.prune_on": prune_metric(cfg), "tune.study": name,
-                           "tune.max_train_rows": cfg.tune.max_train_rows, "tune.seed": cfg.tune.seed,
-                           "tune.space": json.dumps(cfg.tune.space, sort_keys=True)[:500],
-                           "n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"])})
+        run_log.log_params(
+            {
+                "tune.trials": n_trials,
+                "tune.objective": cfg.tune.objective,
+                "tune.direction": cfg.tune.direction,
+                "tune.pruner": cfg.tune.pruner or "none",
+                "tune.prune_on": prune_metric(cfg),
+                "tune.study": name,
+                "tune.max_train_rows": cfg.tune.max_train_rows,
+                "tune.seed": cfg.tune.seed,
+                "tune.space": json.dumps(cfg.tune.space, sort_keys=True)[:500],
+                "n_train": len(parts["train"]),
+                "n_val": len(parts["val"]),
+                "n_eval": len(parts["eval"]),
+            }
+        )
         run_log.log_dict(to_dict(cfg), "config/resolved_config.json")
 
         def objective(trial):
@@ -281,7 +329,9 @@ def run_tune(cfg: Config, config_path: str | None = None, overrides: list[str] |
         run_log.log_text(table, "tune/trials.txt")
         completed = [t for t in study_trials if t.state == optuna.trial.TrialState.COMPLETE]
         counts = {s: sum(t.state.name == s for t in study_trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
-        run_log.log_metrics({"tune.n_complete": counts["COMPLETE"], "tune.n_pruned": counts["PRUNED"], "tune.n_failed": counts["FAIL"]})
+        run_log.log_metrics(
+            {"tune.n_complete": counts["COMPLETE"], "tune.n_pruned": counts["PRUNED"], "tune.n_failed": counts["FAIL"]}
+        )
         best_value, best_params, command = None, {}, ""
         if completed:
             best = study.best_trial

@@ -14,8 +14,11 @@ from train.cli.training import TRAIN_SETTINGS, train_cmd
 from train.cli.tune import tune_cmd
 from train.cli.ui import ui_cmd
 
-app = typer.Typer(help="Multilingual stance classification for political rhetoric: data, models, training, inference, comparison.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Multilingual stance classification for political rhetoric: data, models, training, inference, comparison.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(data_app, name="data", help="Validate, inspect and import labeled statements.")
 app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")

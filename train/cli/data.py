@@ -42,7 +42,9 @@ def validate_cmd(
         typer.echo(f"error: {problem}")
     for problem in report.warnings:
         typer.echo(f"warning: {problem}")
-    summary = f"{report.n_rows} rows in {report.n_files} file(s): {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    summary = (
+        f"{report.n_rows} rows in {report.n_files} file(s): {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    )
     if not report.n_rows:  # an empty file or a directory without data is not a corpus that passed
         summary += "; nothing validated"
     typer.secho(summary, fg=typer.colors.RED if report.errors or not report.n_rows else typer.colors.GREEN)
@@ -98,10 +100,14 @@ def import_csv_cmd(
 
 @import_app.command("tweeteval")
 def import_tweeteval_cmd(
-    path: Path = typer.Argument(..., help="TweetEval-style folder ({train,val,test}_text.txt + _labels.txt) or a parent of language folders."),
+    path: Path = typer.Argument(
+        ..., help="TweetEval-style folder ({train,val,test}_text.txt + _labels.txt) or a parent of language folders."
+    ),
     out: Path = typer.Argument(..., help="JSONL file to write."),
     language: Optional[str] = typer.Option(None, help="Language code (default: from the folder name)."),
-    label_map: Optional[str] = typer.Option(None, help='Benchmark label -> stance, e.g. "0=hostile,1=neutral,2=conciliatory" (the default).'),
+    label_map: Optional[str] = typer.Option(
+        None, help='Benchmark label -> stance, e.g. "0=hostile,1=neutral,2=conciliatory" (the default).'
+    ),
     id_prefix: Optional[str] = typer.Option(None, help="Id prefix (default: the dataset folder's name)."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):

@@ -13,7 +13,9 @@ import typer
 
 from train.cli.common import emit, fail
 
-eval_app = typer.Typer(help="Evaluation tables from finished runs: cross-lingual transfer, UMSAB benchmark.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluation tables from finished runs: cross-lingual transfer, UMSAB benchmark.", no_args_is_help=True
+)
 
 
 class TableFormat(str, Enum):

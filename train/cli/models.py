@@ -43,7 +43,9 @@ def models_list():
         except ConfigError:
             continue
         m = tree.get("model", {}) or {}
-        typer.echo(f"  {cfg}: {m.get('kind', 'transformer')} {m.get('name', '(default)') if m.get('kind') != 'baseline' else 'tfidf+logreg'}")
+        typer.echo(
+            f"  {cfg}: {m.get('kind', 'transformer')} {m.get('name', '(default)') if m.get('kind') != 'baseline' else 'tfidf+logreg'}"
+        )
 
 
 def ensure_offline_model(name: str) -> None:

@@ -24,29 +24,60 @@ from train.naming import INFERENCE_EXPERIMENT
 
 
 def predict_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="MLflow model URI (runs:/ID/model, models:/NAME/VERSION, models:/NAME@ALIAS) or a local model directory."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="MLflow model URI (runs:/ID/model, models:/NAME/VERSION, models:/NAME@ALIAS) or a local model directory.",
+    ),
     input: Path = typer.Option(..., "--input", "-i", help="CSV, JSONL or Parquet file (by extension)."),
     output: Path = typer.Option(..., "--output", "-o", help="Parquet, CSV or JSONL file (by extension); written atomically."),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the statements."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV input (e.g. latin-1, cp1252, utf-16); JSONL is always UTF-8. A UTF-8 byte-order mark is accepted."),
+    encoding: str = typer.Option(
+        "utf-8",
+        "--encoding",
+        help="Text encoding of a CSV input (e.g. latin-1, cp1252, utf-16); JSONL is always UTF-8. A UTF-8 byte-order mark is accepted.",
+    ),
     batch_size: int = typer.Option(0, "--batch-size", help="Rows per forward pass (0: 64 on CPU, 256 on GPU)."),
-    chunk_size: int = typer.Option(5000, "--chunk-size", help="Rows read, predicted and written at a time (bounds memory; unit of --resume)."),
-    detect_language: Optional[bool] = typer.Option(None, "--detect-language/--no-detect-language", help="Add detected_language (default: only when the input has no language column)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same output, reusing its finished chunks."),
+    chunk_size: int = typer.Option(
+        5000, "--chunk-size", help="Rows read, predicted and written at a time (bounds memory; unit of --resume)."
+    ),
+    detect_language: Optional[bool] = typer.Option(
+        None,
+        "--detect-language/--no-detect-language",
+        help="Add detected_language (default: only when the input has no language column).",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run into the same output, reusing its finished chunks."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an interrupted run's finished chunks and start over."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU that supports it, else fp32), fp32, bf16, fp16."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 on a GPU that supports it, else fp32), fp32, bf16, fp16."
+    ),
     threads: int = typer.Option(0, "--threads", help="CPU threads for the model (0: one per core)."),
-    backend: str = typer.Option("torch", "--backend", help="CPU runtime for transformer models: torch, or onnx (ONNX Runtime with fused kernels: same predictions, faster; exported once per model and cached; needs the [onnx] extra). The baseline ignores it."),
-    int8: bool = typer.Option(False, "--int8", help="CPU only, implies --backend onnx: int8 weights in the ONNX graph (faster, approximate: 96% agreement with fp32 on the default model's test split)."),
-    log_mlflow: bool = typer.Option(False, "--log-mlflow", help=f"Log the run (input digest, counts, label distribution, rows/s) to the MLflow experiment '{INFERENCE_EXPERIMENT}'."),
+    backend: str = typer.Option(
+        "torch",
+        "--backend",
+        help="CPU runtime for transformer models: torch, or onnx (ONNX Runtime with fused kernels: same predictions, faster; exported once per model and cached; needs the [onnx] extra). The baseline ignores it.",
+    ),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="CPU only, implies --backend onnx: int8 weights in the ONNX graph (faster, approximate: 96% agreement with fp32 on the default model's test split).",
+    ),
+    log_mlflow: bool = typer.Option(
+        False,
+        "--log-mlflow",
+        help=f"Log the run (input digest, counts, label distribution, rows/s) to the MLflow experiment '{INFERENCE_EXPERIMENT}'.",
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or spark (pyspark + mlflow.pyfunc.spark_udf)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: the Spark master URL."),
 ):
     """Predict stance for every row of a file; every input row comes out, in order, with its columns plus predictions."""
     from train.inference import InferenceError
-    from train.tracking.registry import quiet_libraries
     from train.tracking.predict_runs import end_predict_run, start_predict_run
+    from train.tracking.registry import quiet_libraries
 
     if engine not in ("local", "spark"):
         fail(f"--engine: {engine!r} is not one of local, spark")
@@ -65,11 +96,28 @@ def predict_cmd(
             if engine == "spark":
                 from train.tracking.spark import predict_with_spark
 
-                summary, uri, version = predict_with_spark(model, input, output, text_column, spark_master, detect_language, tmp,
-                                                           encoding)
+                summary, uri, version = predict_with_spark(
+                    model, input, output, text_column, spark_master, detect_language, tmp, encoding
+                )
             else:
-                summary, uri, version = _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language,
-                                                       resume, overwrite, device, precision, threads, int8, tmp, backend, encoding)
+                summary, uri, version = _predict_local(
+                    model,
+                    input,
+                    output,
+                    text_column,
+                    batch_size,
+                    chunk_size,
+                    detect_language,
+                    resume,
+                    overwrite,
+                    device,
+                    precision,
+                    threads,
+                    int8,
+                    tmp,
+                    backend,
+                    encoding,
+                )
     except InferenceError as e:
         end_predict_run(run, None, "FAILED", str(e))
         fail(str(e))
@@ -77,15 +125,36 @@ def predict_cmd(
         end_predict_run(run, None, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", repr(e))
         raise
     reused = f", {summary.chunks_reused} reused from the interrupted run" if summary.chunks_reused else ""
-    typer.echo(f"{output}: {summary.rows} rows ({summary.bad_rows} bad) in {summary.seconds:.1f}s, {summary.rows_per_s:.0f} rows/s; "
-               f"chunks: {summary.chunks_computed} computed{reused}", err=True)
+    typer.echo(
+        f"{output}: {summary.rows} rows ({summary.bad_rows} bad) in {summary.seconds:.1f}s, {summary.rows_per_s:.0f} rows/s; "
+        f"chunks: {summary.chunks_computed} computed{reused}",
+        err=True,
+    )
     if summary.errors:
-        typer.echo("bad rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1])), err=True)
+        typer.echo(
+            "bad rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1])), err=True
+        )
     end_predict_run(run, (summary, uri, version, input), "FINISHED")
 
 
-def _predict_local(model, input, output, text_column, batch_size, chunk_size, detect_language, resume, overwrite, device, precision,
-                   threads, int8, tmp, backend="torch", encoding="utf-8"):
+def _predict_local(
+    model,
+    input,
+    output,
+    text_column,
+    batch_size,
+    chunk_size,
+    detect_language,
+    resume,
+    overwrite,
+    device,
+    precision,
+    threads,
+    int8,
+    tmp,
+    backend="torch",
+    encoding="utf-8",
+):
     from train.inference import WorkLock, predict_file
     from train.tracking.registry import load_for_predict, model_fingerprint
 
@@ -93,16 +162,36 @@ def _predict_local(model, input, output, text_column, batch_size, chunk_size, de
     stance, uri, version, dev, model_dir = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)
     batch = batch_size or (256 if dev == "cuda" else 64)
     # everything else that changes the predictions: parts of a run with other values are never resumed into this one
-    options = {"model_version": version, "model_files": model_fingerprint(model_dir), "device": dev, "precision": precision,
-               "backend": backend if stance.kind == "transformer" else "", "int8": int8 and stance.kind == "transformer"}
+    options = {
+        "model_version": version,
+        "model_files": model_fingerprint(model_dir),
+        "device": dev,
+        "precision": precision,
+        "backend": backend if stance.kind == "transformer" else "",
+        "int8": int8 and stance.kind == "transformer",
+    }
     with progress_reporter(input) as progress:
-        summary = predict_file(stance, input, output, text_column, model_uri=uri, model_version=version, batch_size=batch,
-                               chunk_rows=chunk_size, detect_language=detect_language, resume=resume, overwrite=overwrite,
-                               progress=progress, encoding=encoding, options=options)
+        summary = predict_file(
+            stance,
+            input,
+            output,
+            text_column,
+            model_uri=uri,
+            model_version=version,
+            batch_size=batch,
+            chunk_rows=chunk_size,
+            detect_language=detect_language,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            encoding=encoding,
+            options=options,
+        )
     return summary, uri, version
 
 
 # -- progress -----------------------------------------------------------------------------------------------------------
+
 
 class progress_reporter:
     """A rich progress bar (rows, rows/s, ETA) on a terminal; otherwise a log line every `every` chunks."""
@@ -121,8 +210,16 @@ class progress_reporter:
         if sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} rows/s"),
-                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+            self.bar = Progress(
+                TextColumn("predict"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} rows/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task("predict", total=self.total, rate="-")
         return self

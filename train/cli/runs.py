@@ -14,7 +14,9 @@ runs_app = typer.Typer(help="Compare tracked runs: leaderboard and per-run repor
 
 @runs_app.command("compare")
 def compare_cmd(
-    experiment: Optional[List[str]] = typer.Option(None, "--experiment", "-e", help="Experiment name (repeatable). Default: stance-ru-az-2025."),
+    experiment: Optional[List[str]] = typer.Option(
+        None, "--experiment", "-e", help="Experiment name (repeatable). Default: stance-ru-az-2025."
+    ),
     metric: str = typer.Option("macro_f1", "--metric", "-m", help="Metric to rank by (mean over seeds)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, markdown or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
@@ -53,9 +55,15 @@ def report_cmd(
 
 @runs_app.command("verify")
 def verify_cmd(
-    spec: str = typer.Argument(..., metavar="RUN_ID_OR_MODEL_URI", help="A run id, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS."),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx: check the logged model on this runtime, as `stance predict --backend` runs it."),
-    int8: bool = typer.Option(False, "--int8", help="Check the int8 ONNX graph (approximate: held to its documented tolerance, agreement reported)."),
+    spec: str = typer.Argument(
+        ..., metavar="RUN_ID_OR_MODEL_URI", help="A run id, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS."
+    ),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch or onnx: check the logged model on this runtime, as `stance predict --backend` runs it."
+    ),
+    int8: bool = typer.Option(
+        False, "--int8", help="Check the int8 ONNX graph (approximate: held to its documented tolerance, agreement reported)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ):
     """Reload the logged model as `stance predict` does, re-score the run's evaluation rows, recompute its metrics,

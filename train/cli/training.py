@@ -17,10 +17,16 @@ TRAIN_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": False}
 def train_cmd(
     ctx: typer.Context,
     config: Path = typer.Argument(DEFAULT_CONFIG, help="YAML config; key=value overrides may follow, e.g. train.lr=3e-5"),
-    resume: bool = typer.Option(False, "--resume", help="Continue the last failed/interrupted run of this config from its checkpoint."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the last failed/interrupted run of this config from its checkpoint."
+    ),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="With --resume: the MLflow run to continue."),
-    seeds: int = typer.Option(1, "--seeds", help="Train with N seeds (seed, seed+1, ...): one parent run with mean/std, a child run per seed."),
-    bootstrap_model: bool = typer.Option(True, help="Bootstrap the offline encoder first if the config needs it and it is missing."),
+    seeds: int = typer.Option(
+        1, "--seeds", help="Train with N seeds (seed, seed+1, ...): one parent run with mean/std, a child run per seed."
+    ),
+    bootstrap_model: bool = typer.Option(
+        True, help="Bootstrap the offline encoder first if the config needs it and it is missing."
+    ),
 ):
     """Train one model from a config and log the run to MLflow."""
     from train.config import ConfigError, check_model_source, load_config

@@ -13,11 +13,21 @@ from train.cli.models import ensure_offline_model
 
 def tune_cmd(
     ctx: typer.Context,
-    config: Path = typer.Argument(..., help="YAML config with a tune: section; key=value overrides may follow, e.g. tune.trials=5"),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Trials this process runs (overrides tune.trials); workers on one study add up."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: tune.storage, else sqlite in the MLflow store folder)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: tune.study_name, else derived from the config)."),
-    bootstrap_model: bool = typer.Option(True, help="Bootstrap the offline encoder first if the config needs it and it is missing."),
+    config: Path = typer.Argument(
+        ..., help="YAML config with a tune: section; key=value overrides may follow, e.g. tune.trials=5"
+    ),
+    trials: Optional[int] = typer.Option(
+        None, "--trials", help="Trials this process runs (overrides tune.trials); workers on one study add up."
+    ),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna storage URL (default: tune.storage, else sqlite in the MLflow store folder)."
+    ),
+    study: Optional[str] = typer.Option(
+        None, "--study", help="Study name (default: tune.study_name, else derived from the config)."
+    ),
+    bootstrap_model: bool = typer.Option(
+        True, help="Bootstrap the offline encoder first if the config needs it and it is missing."
+    ),
 ):
     """Search hyperparameters with Optuna: each trial is a nested MLflow run under one parent run; prints the best `stance train` command."""
     from train.config import ConfigError, check_model_source, load_config

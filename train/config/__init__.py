@@ -22,6 +22,22 @@ from train.config.sections import (
     TuneConfig,
 )
 
-__all__ = ["CHOICES", "DISTRIBUTIONS", "RANGES", "Config", "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "TuneConfig",
-           "apply_overrides", "check_model_source", "check_search_space", "flat_params", "load_config", "load_tree", "parse_override",
-           "to_dict"]
+__all__ = [
+    "CHOICES",
+    "DISTRIBUTIONS",
+    "RANGES",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TuneConfig",
+    "apply_overrides",
+    "check_model_source",
+    "check_search_space",
+    "flat_params",
+    "load_config",
+    "load_tree",
+    "parse_override",
+    "to_dict",
+]

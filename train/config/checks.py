@@ -24,8 +24,10 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"{key}: {value!r} is out of range; valid: {valid}")
     prior = cfg.model.class_prior
     if prior is not None and (len(prior) != 3 or min(prior) <= 0 or abs(sum(prior) - 1) > 1e-6):
-        raise ConfigError(f"model.class_prior: {prior!r} is not valid; valid: three shares > 0 summing to 1, "
-                          f"[conciliatory, neutral, hostile], or null")
+        raise ConfigError(
+            f"model.class_prior: {prior!r} is not valid; valid: three shares > 0 summing to 1, "
+            f"[conciliatory, neutral, hostile], or null"
+        )
     if cfg.model.ngram_min > cfg.model.ngram_max:
         raise ConfigError("model.ngram_min must not exceed model.ngram_max")
     if cfg.tune.space:
@@ -38,15 +40,23 @@ DISTRIBUTIONS = {"float": ("low", "high", "log", "step"), "int": ("low", "high",
 def check_search_space(cfg: Config) -> None:
     """tune.space: every key a config key the search may set, every distribution well formed, and its bounds (or every
     choice) a value the config accepts for that key, so that no trial can fail on a value the search proposed."""
-    valid = [k for k in flat_params(cfg) if not k.startswith("tune.") and k not in ("experiment", "register_as", "output_dir", "run_name")]
+    valid = [
+        k
+        for k in flat_params(cfg)
+        if not k.startswith("tune.") and k not in ("experiment", "register_as", "output_dir", "run_name")
+    ]
     for key, spec in cfg.tune.space.items():
         where = f"tune.space.{key}"
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{where}: '{key}' is not a config key a search can set.{hint} Valid keys: dotted keys such as train.lr, model.dropout")
+            raise ConfigError(
+                f"{where}: '{key}' is not a config key a search can set.{hint} Valid keys: dotted keys such as train.lr, model.dropout"
+            )
         if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: expected a distribution such as {{type: float, low: 1e-5, high: 1e-4, log: true}}, got {spec!r}")
+            raise ConfigError(
+                f"{where}: expected a distribution such as {{type: float, low: 1e-5, high: 1e-4, log: true}}, got {spec!r}"
+            )
         kind = spec.get("type")
         if kind not in DISTRIBUTIONS:
             raise ConfigError(f"{where}.type: {kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
@@ -54,7 +64,9 @@ def check_search_space(cfg: Config) -> None:
             if name != "type" and name not in DISTRIBUTIONS[kind]:
                 close = difflib.get_close_matches(name, DISTRIBUTIONS[kind], n=1)
                 hint = f" Did you mean '{where}.{close[0]}'?" if close else ""
-                raise ConfigError(f"unknown key '{where}.{name}' for type {kind}.{hint} Valid keys: type, {', '.join(DISTRIBUTIONS[kind])}")
+                raise ConfigError(
+                    f"unknown key '{where}.{name}' for type {kind}.{hint} Valid keys: type, {', '.join(DISTRIBUTIONS[kind])}"
+                )
         if kind == "categorical":
             choices = spec.get("choices")
             if not isinstance(choices, list) or not choices:
@@ -63,7 +75,10 @@ def check_search_space(cfg: Config) -> None:
         else:
             if "low" not in spec or "high" not in spec:
                 raise ConfigError(f"{where}: a {kind} distribution needs low and high")
-            number = _check_type(spec["low"], int if kind == "int" else float, f"{where}.low"), _check_type(spec["high"], int if kind == "int" else float, f"{where}.high")
+            number = (
+                _check_type(spec["low"], int if kind == "int" else float, f"{where}.low"),
+                _check_type(spec["high"], int if kind == "int" else float, f"{where}.high"),
+            )
             if number[0] > number[1]:
                 raise ConfigError(f"{where}: low {number[0]} is above high {number[1]}")
             if spec.get("log") and (number[0] <= 0 or spec.get("step") is not None):
@@ -105,13 +120,19 @@ def check_model_source(cfg: Config) -> None:
     if cfg.model.kind != "transformer" or Path(name).expanduser().is_dir():
         return
     first = Path(name).parts[0] if Path(name).parts else ""
-    local = (name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or (name.count("/") == 1 and Path(first).is_dir()))
+    local = (
+        name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or (name.count("/") == 1 and Path(first).is_dir())
+    )
     if local or not name.strip():
-        raise ConfigError(f"model.name: {name!r} is not an existing model directory; valid: a local directory with "
-                          f"config.json, or a Hugging Face Hub id ('name' or 'org/name')")
+        raise ConfigError(
+            f"model.name: {name!r} is not an existing model directory; valid: a local directory with "
+            f"config.json, or a Hugging Face Hub id ('name' or 'org/name')"
+        )
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise ConfigError(f"model.name: {name!r} is neither a local directory nor in the Hugging Face cache, and "
-                              f"HF_HUB_OFFLINE is set; valid: a local directory with config.json, or a cached Hub id")
+            raise ConfigError(
+                f"model.name: {name!r} is neither a local directory nor in the Hugging Face cache, and "
+                f"HF_HUB_OFFLINE is set; valid: a local directory with config.json, or a cached Hub id"
+            )

@@ -63,7 +63,9 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     class_weighting: bool = True  # weight the loss by inverse class frequency of the training set
-    freeze_embeddings: bool = True  # the 250k x 384 word-embedding table: freezing it is ~2x faster and keeps unseen-language tokens intact
+    freeze_embeddings: bool = (
+        True  # the 250k x 384 word-embedding table: freezing it is ~2x faster and keeps unseen-language tokens intact
+    )
     freeze_layers: int = 0  # also freeze the lowest N transformer layers (backward stops earlier: faster on CPU)
     group_by_length: bool = True  # batches of similar length: less padding, same data each epoch
     early_stopping_patience: int = 1  # epochs without val macro-F1 improvement (0: off)
@@ -80,6 +82,7 @@ class TrainConfig:
 @dataclass
 class TuneConfig:
     """`stance tune`: an Optuna search over config keys; each trial is one `stance train` run nested under a parent run."""
+
     trials: int = 10  # trials this process runs (per worker; `--trials N` overrides it)
     objective: str = "val_macro_f1"  # any metric a run logs: val_macro_f1, macro_f1, realquotes_dev/macro_f1, ...
     direction: str = "maximize"

@@ -36,8 +36,9 @@ def _validate_or_raise(records: list[_Record], near_duplicates: bool = False) ->
     return warnings
 
 
-def import_csv(csv_path, out_jsonl, *, source: str | None = None, defaults: Mapping[str, str] | None = None,
-               overwrite: bool = False) -> int:
+def import_csv(
+    csv_path, out_jsonl, *, source: str | None = None, defaults: Mapping[str, str] | None = None, overwrite: bool = False
+) -> int:
     """Convert a CSV (header row, columns by name) into schema JSONL; returns the number of rows written.
 
     ``defaults`` fills fields whose column is absent or whose cell is empty (e.g. ``{"language": "ru"}``);
@@ -55,8 +56,10 @@ def import_csv(csv_path, out_jsonl, *, source: str | None = None, defaults: Mapp
     filled = [_Record(r.path, r.line, _fill_row(r.row, fill), r.header_missing - {"split"}) for r in records]
     errors, _ = _check_records(filled, near_duplicates=False)
     hint = " (add a source column or pass --source)"
-    problems = [Problem(p.path, p.line, p.field, p.message + hint) if p.field == "source" and "missing" in p.message
-                else p for p in problems + errors]
+    problems = [
+        Problem(p.path, p.line, p.field, p.message + hint) if p.field == "source" and "missing" in p.message else p
+        for p in problems + errors
+    ]
     if problems:
         raise DataError(_sorted(problems))
     _write_jsonl([r.row for r in filled], out_jsonl, overwrite)
@@ -80,10 +83,28 @@ def _fill_row(row: dict, fill: Mapping[str, str]) -> dict:
 # TweetEval-style benchmarks ------------------------------------------------------------
 
 LANGUAGE_NAMES = {
-    "arabic": "ar", "english": "en", "french": "fr", "german": "de", "hindi": "hi", "italian": "it",
-    "portuguese": "pt", "spanish": "es", "russian": "ru", "ukrainian": "uk", "turkish": "tr",
-    "azerbaijani": "az", "persian": "fa", "farsi": "fa", "chinese": "zh", "japanese": "ja", "korean": "ko",
-    "dutch": "nl", "polish": "pl", "armenian": "hy", "georgian": "ka", "hebrew": "he",
+    "arabic": "ar",
+    "english": "en",
+    "french": "fr",
+    "german": "de",
+    "hindi": "hi",
+    "italian": "it",
+    "portuguese": "pt",
+    "spanish": "es",
+    "russian": "ru",
+    "ukrainian": "uk",
+    "turkish": "tr",
+    "azerbaijani": "az",
+    "persian": "fa",
+    "farsi": "fa",
+    "chinese": "zh",
+    "japanese": "ja",
+    "korean": "ko",
+    "dutch": "nl",
+    "polish": "pl",
+    "armenian": "hy",
+    "georgian": "ka",
+    "hebrew": "he",
 }
 SENTIMENT_LABEL_MAP = {"0": "hostile", "1": "neutral", "2": "conciliatory"}
 """Default TweetEval mapping: negative/neutral/positive mapped onto the project's three ordered classes.
@@ -111,8 +132,14 @@ def _language_for(folder: Path) -> str:
     name = folder.name.lower()
     code = LANGUAGE_NAMES.get(name, name)
     if code not in ISO639_1:
-        raise DataError(Problem(_display(folder), None, "language",
-                                f"cannot tell the language from the folder name {folder.name!r}; pass language="))
+        raise DataError(
+            Problem(
+                _display(folder),
+                None,
+                "language",
+                f"cannot tell the language from the folder name {folder.name!r}; pass language=",
+            )
+        )
     return code
 
 
@@ -137,8 +164,9 @@ def _read_mapping(folder: Path, label_map) -> dict[str, str]:
     if mapping.is_file():
         names = [line.split()[-1].lower() for line in _lines(mapping) if line.strip()]
         if names != ["negative", "neutral", "positive"]:
-            raise DataError(Problem(_display(mapping), None, None,
-                                    f"classes {names} are not negative/neutral/positive; pass label_map="))
+            raise DataError(
+                Problem(_display(mapping), None, None, f"classes {names} are not negative/neutral/positive; pass label_map=")
+            )
     return dict(SENTIMENT_LABEL_MAP)
 
 
@@ -152,20 +180,36 @@ def _tweeteval_rows(folder: Path, language: str, label_map: dict[str, str], pref
             raise DataError(Problem(_display(text_path), None, None, f"has no labels file {_display(label_path)}"))
         texts, labels = _lines(text_path), _lines(label_path)
         if len(texts) != len(labels):
-            raise DataError(Problem(_display(text_path), None, None,
-                                    f"has {len(texts)} lines but {_display(label_path)} has {len(labels)}; "
-                                    "texts and labels must align line by line"))
+            raise DataError(
+                Problem(
+                    _display(text_path),
+                    None,
+                    None,
+                    f"has {len(texts)} lines but {_display(label_path)} has {len(labels)}; "
+                    "texts and labels must align line by line",
+                )
+            )
         problems = []
         for n, (text, label) in enumerate(zip(texts, labels), start=1):
             label = label.strip()
             if label not in label_map:
-                problems.append(Problem(_display(label_path), n, "stance",
-                                        f"label {label!r} not in the label map ({', '.join(label_map)})"))
+                problems.append(
+                    Problem(_display(label_path), n, "stance", f"label {label!r} not in the label map ({', '.join(label_map)})")
+                )
                 continue
-            row = {"id": f"{prefix}-{language}-{split}-{n:06d}", "text": decode_unicode_escapes(text).strip(),
-                   "language": language, "stance": label_map[label], "speaker": "unknown", "speaker_group": "other",
-                   "source": "imported", "date": "", "split": split, "register": "tweet",
-                   "notes": f"{prefix} {split} line {n}, original label {label}"}
+            row = {
+                "id": f"{prefix}-{language}-{split}-{n:06d}",
+                "text": decode_unicode_escapes(text).strip(),
+                "language": language,
+                "stance": label_map[label],
+                "speaker": "unknown",
+                "speaker_group": "other",
+                "source": "imported",
+                "date": "",
+                "split": split,
+                "register": "tweet",
+                "notes": f"{prefix} {split} line {n}, original label {label}",
+            }
             records.append(_Record(_display(text_path), n, row))
         if problems:
             raise DataError(problems)
@@ -180,8 +224,14 @@ def _tweeteval_records(folder, language=None, label_map=None, id_prefix=None) ->
         raise DataError(Problem(_display(folder), None, None, "no such directory"))
     if _is_tweeteval_folder(folder):
         if language is None and folder.name.lower() == "all":
-            raise DataError(Problem(_display(folder), None, "language", "'all' mixes languages; import the parent "
-                                                                        "folder (one language per subfolder) instead"))
+            raise DataError(
+                Problem(
+                    _display(folder),
+                    None,
+                    "language",
+                    "'all' mixes languages; import the parent folder (one language per subfolder) instead",
+                )
+            )
         prefix = id_prefix or re.sub(r"[^a-z0-9_]+", "-", folder.resolve().parent.name.lower()).strip("-") or "import"
         return _tweeteval_rows(folder, language or _language_for(folder), _read_mapping(folder, label_map), prefix)
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower() != "all" and _is_tweeteval_folder(p))
@@ -216,4 +266,3 @@ def import_tweeteval(folder, out_jsonl, language=None, label_map=None, id_prefix
     _validate_or_raise(records)
     _write_jsonl([r.row for r in records], out_jsonl, overwrite)
     return len(records)
-

@@ -124,4 +124,3 @@ def _csv_rows(reader, shown: str, problems: list[Problem]):
 
 def _read_any(path: Path) -> tuple[list[_Record], list[Problem]]:
     return _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
-

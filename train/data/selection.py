@@ -29,21 +29,38 @@ def prepare_data(cfg: Config):
     def problem(message):
         return DataError(Problem(where, None, None, message))
 
-    for key, column in (("languages", "language"), ("exclude_languages", "language"), ("holdout_languages", "language"),
-                        ("speaker_groups", "speaker_group"), ("exclude_speaker_groups", "speaker_group"),
-                        ("holdout_speaker_groups", "speaker_group"), ("sources", "source")):
+    for key, column in (
+        ("languages", "language"),
+        ("exclude_languages", "language"),
+        ("holdout_languages", "language"),
+        ("speaker_groups", "speaker_group"),
+        ("exclude_speaker_groups", "speaker_group"),
+        ("holdout_speaker_groups", "speaker_group"),
+        ("sources", "source"),
+    ):
         # a typo in a filter silently changes the experiment (an exclude that excludes nothing, a hold-out of nothing)
         absent = sorted(set(getattr(d, key) or ()) - set(df[column]))
         if absent:
             raise problem(f"data.{key}={absent}: no rows have these values; valid: {', '.join(sorted(set(df[column])))}")
-    df = filter_statements(df, languages=d.languages, exclude_languages=d.exclude_languages or None,
-                           speaker_groups=d.speaker_groups, exclude_speaker_groups=d.exclude_speaker_groups or None, sources=d.sources)
+    df = filter_statements(
+        df,
+        languages=d.languages,
+        exclude_languages=d.exclude_languages or None,
+        speaker_groups=d.speaker_groups,
+        exclude_speaker_groups=d.exclude_speaker_groups or None,
+        sources=d.sources,
+    )
     if df.empty:
-        used = [f"data.{k}={getattr(d, k)}" for k in ("languages", "exclude_languages", "speaker_groups", "exclude_speaker_groups", "sources")
-                if getattr(d, k)]
+        used = [
+            f"data.{k}={getattr(d, k)}"
+            for k in ("languages", "exclude_languages", "speaker_groups", "exclude_speaker_groups", "sources")
+            if getattr(d, k)
+        ]
         raise problem(f"{', '.join(used)} leave no rows; valid: filters that keep at least one language, group and source")
     try:
-        parts = make_splits(df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups)
+        parts = make_splits(
+            df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups
+        )
     except ValueError as e:
         raise problem(str(e)) from None
     if d.max_train_rows is not None and len(parts["train"]) > d.max_train_rows:
@@ -75,8 +92,16 @@ def calibration_rows(cfg: Config, parts: dict, extra_sets: dict):
     for name, other in {"training": parts["train"], "evaluation": parts["eval"], **extra_sets}.items():
         shared = sorted(set(df["id"]) & set(other["id"]))
         if shared:
-            raise DataError([Problem(cfg.data.calibration_file, None, "id", f"{len(shared)} rows are also {name} rows (e.g. {shared[0]}): "
-                                                                            "calibration rows must be apart from both")])
+            raise DataError(
+                [
+                    Problem(
+                        cfg.data.calibration_file,
+                        None,
+                        "id",
+                        f"{len(shared)} rows are also {name} rows (e.g. {shared[0]}): calibration rows must be apart from both",
+                    )
+                ]
+            )
     return df
 
 
@@ -86,12 +111,23 @@ def load_eval_files(cfg: Config, train_df) -> dict:
     for path in cfg.data.eval_files:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)
         if name in sets or name == "eval":
-            raise DataError([Problem(path, None, "data.eval_files", f"two evaluation sets would be named {name!r}: rename one file")])
+            raise DataError(
+                [Problem(path, None, "data.eval_files", f"two evaluation sets would be named {name!r}: rename one file")]
+            )
         if not Path(path).exists():
             raise DataError([Problem(path, None, "data.eval_files", "no such file or directory")])
         df = load_statements([path])
         leaked = sorted(set(df["id"]) & set(train_df["id"]))
         if leaked:
-            raise DataError([Problem(path, None, "id", f"{len(leaked)} rows are also training rows (e.g. {leaked[0]}): an evaluation set must be unseen")])
+            raise DataError(
+                [
+                    Problem(
+                        path,
+                        None,
+                        "id",
+                        f"{len(leaked)} rows are also training rows (e.g. {leaked[0]}): an evaluation set must be unseen",
+                    )
+                ]
+            )
         sets[name] = df.reset_index(drop=True)
     return sets

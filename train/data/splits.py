@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import pandas as pd
 
+
 def _as_set(values) -> set[str] | None:
     if values is None:
         return None
     return {values} if isinstance(values, str) else set(values)
 
 
-def filter_statements(df: pd.DataFrame, languages=None, exclude_languages=None, speaker_groups=None,
-                      exclude_speaker_groups=None, sources=None) -> pd.DataFrame:
+def filter_statements(
+    df: pd.DataFrame, languages=None, exclude_languages=None, speaker_groups=None, exclude_speaker_groups=None, sources=None
+) -> pd.DataFrame:
     """Keep rows matching every given include list and none of the exclude lists (``None`` = no constraint)."""
     keep = pd.Series(True, index=df.index)
-    for column, include, exclude in (("language", languages, exclude_languages),
-                                     ("speaker_group", speaker_groups, exclude_speaker_groups),
-                                     ("source", sources, None)):
+    for column, include, exclude in (
+        ("language", languages, exclude_languages),
+        ("speaker_group", speaker_groups, exclude_speaker_groups),
+        ("source", sources, None),
+    ):
         if (inc := _as_set(include)) is not None:
             keep &= df[column].isin(inc)
         if (exc := _as_set(exclude)) is not None:
@@ -54,7 +58,8 @@ def make_splits(df: pd.DataFrame, eval_split: str = "test", holdout_languages=()
     for name, part in out.items():
         if part.empty:
             hold = f" (holdout_languages={sorted(langs)}, holdout_speaker_groups={sorted(groups)})" if held.any() else ""
-            raise ValueError(f"make_splits: the {name!r} set is empty{hold}; {len(df)} rows in, "
-                             f"split counts {df['split'].value_counts().to_dict()}")
+            raise ValueError(
+                f"make_splits: the {name!r} set is empty{hold}; {len(df)} rows in, "
+                f"split counts {df['split'].value_counts().to_dict()}"
+            )
     return {name: part.reset_index(drop=True) for name, part in out.items()}
-

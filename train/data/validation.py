@@ -291,4 +291,3 @@ def load_statements(paths=DEFAULT_LABELED_DIR, validate: bool = True) -> pd.Data
     df = _frame([r.row for r in records])
     df.attrs["warnings"] = [str(p) for p in report.warnings]
     return df
-

@@ -15,6 +15,20 @@ from train.inference.rows import (
     row_problem,
 )
 
-__all__ = ["FORMATS", "OUTPUT_COLUMNS", "PRED_COLUMNS", "RUN_COLUMNS", "InferenceError", "PredictSummary", "WorkLock",
-           "count_predictions", "count_rows", "detect_languages", "file_format", "output_frame", "predict_file",
-           "predict_values", "row_problem"]
+__all__ = [
+    "FORMATS",
+    "OUTPUT_COLUMNS",
+    "PRED_COLUMNS",
+    "RUN_COLUMNS",
+    "InferenceError",
+    "PredictSummary",
+    "WorkLock",
+    "count_predictions",
+    "count_rows",
+    "detect_languages",
+    "file_format",
+    "output_frame",
+    "predict_file",
+    "predict_values",
+    "row_problem",
+]

@@ -8,8 +8,8 @@ content, model and options. Exit codes and the input contract: docs/input-contra
 
 from __future__ import annotations
 
-import fcntl
 import codecs
+import fcntl
 import json
 import os
 import shutil
@@ -27,6 +27,7 @@ LANGUAGE_COLUMNS = ("language", "lang")
 MANIFEST = "manifest.json"
 
 # -- the file -> file run ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PredictSummary:
@@ -54,7 +55,9 @@ LOCK = "lock"
 
 def _busy(output: Path, fd: int) -> InferenceError:
     owner = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "pid unknown"
-    return InferenceError(f"{output} is being written by another stance predict ({owner}); wait for it to finish or choose another --output")
+    return InferenceError(
+        f"{output} is being written by another stance predict ({owner}); wait for it to finish or choose another --output"
+    )
 
 
 class WorkLock:
@@ -120,13 +123,20 @@ class WorkLock:
         os.close(self.fd)
 
 
-def _manifest(input_path: Path, digest: str, model_uri: str, chunk_rows: int, text_column: str, detect: bool,
-              encoding: str, options: dict) -> dict:
+def _manifest(
+    input_path: Path, digest: str, model_uri: str, chunk_rows: int, text_column: str, detect: bool, encoding: str, options: dict
+) -> dict:
     # bound to the input's content, not its size and mtime: copies (cp -p, rsync -t) and rewrites keep both, and
     # the hash is one sequential read, negligible next to scoring the same rows
-    return {"input": {"path": str(input_path.resolve()), "size": input_path.stat().st_size, "sha256": digest},
-            "model_uri": model_uri, "chunk_rows": chunk_rows, "text_column": text_column, "detect_language": detect,
-            "encoding": encoding, **options}
+    return {
+        "input": {"path": str(input_path.resolve()), "size": input_path.stat().st_size, "sha256": digest},
+        "model_uri": model_uri,
+        "chunk_rows": chunk_rows,
+        "text_column": text_column,
+        "detect_language": detect,
+        "encoding": encoding,
+        **options,
+    }
 
 
 def prepare_work_dir(lock: WorkLock, manifest: dict, resume: bool, overwrite: bool) -> Path:
@@ -143,8 +153,14 @@ def prepare_work_dir(lock: WorkLock, manifest: dict, resume: bool, overwrite: bo
         except (OSError, ValueError):
             old = None
         if old != manifest:
-            diff = sorted(k for k in {**manifest, **(old or {})} if (old or {}).get(k) != manifest.get(k)) if old else ["manifest missing or unreadable"]
-            raise InferenceError(f"{work}: cannot resume, the unfinished run differs in: {', '.join(diff)}; use --overwrite to start over")
+            diff = (
+                sorted(k for k in {**manifest, **(old or {})} if (old or {}).get(k) != manifest.get(k))
+                if old
+                else ["manifest missing or unreadable"]
+            )
+            raise InferenceError(
+                f"{work}: cannot resume, the unfinished run differs in: {', '.join(diff)}; use --overwrite to start over"
+            )
         return work
     tmp = work / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -152,9 +168,23 @@ def prepare_work_dir(lock: WorkLock, manifest: dict, resume: bool, overwrite: bo
     return work
 
 
-def predict_file(model, input_path, output_path, text_column: str = "text", *, model_uri: str = "", model_version: str = "",
-                 batch_size: int = 64, chunk_rows: int = 5000, detect_language: bool | None = None, resume: bool = False,
-                 overwrite: bool = False, progress=None, encoding: str = "utf-8", options: dict | None = None) -> PredictSummary:
+def predict_file(
+    model,
+    input_path,
+    output_path,
+    text_column: str = "text",
+    *,
+    model_uri: str = "",
+    model_version: str = "",
+    batch_size: int = 64,
+    chunk_rows: int = 5000,
+    detect_language: bool | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress=None,
+    encoding: str = "utf-8",
+    options: dict | None = None,
+) -> PredictSummary:
     """Predict every row of `input_path` into `output_path` (formats from the extensions); see the module docstring.
 
     detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
@@ -174,8 +204,10 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
     if not columns:
         raise InferenceError(f"{input_path}: empty file (no records, no columns): nothing to predict")
     if text_column not in columns:
-        raise InferenceError(f"{input_path}: no column {text_column!r}; available columns: {', '.join(map(str, columns))}"
-                             " (choose one with --text-column)")
+        raise InferenceError(
+            f"{input_path}: no column {text_column!r}; available columns: {', '.join(map(str, columns))}"
+            " (choose one with --text-column)"
+        )
     has_language = any(c in columns for c in LANGUAGE_COLUMNS)
     detect = (not has_language) if detect_language is None else detect_language
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,8 +218,23 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
         manifest = _manifest(input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, options or {})
         work = prepare_work_dir(lock, manifest, resume, overwrite)
         try:
-            summary = _predict_chunks(model, input_path, in_fmt, output_path, out_fmt, work, columns, text_column, model_uri,
-                                      model_version, batch_size, chunk_rows, detect, progress, encoding)
+            summary = _predict_chunks(
+                model,
+                input_path,
+                in_fmt,
+                output_path,
+                out_fmt,
+                work,
+                columns,
+                text_column,
+                model_uri,
+                model_version,
+                batch_size,
+                chunk_rows,
+                detect,
+                progress,
+                encoding,
+            )
         except InferenceError:
             remove = True  # the input is unreadable past some point: its finished parts are worth nothing
             raise
@@ -198,8 +245,23 @@ def predict_file(model, input_path, output_path, text_column: str = "text", *, m
     return summary
 
 
-def _predict_chunks(model, input_path, in_fmt, output_path, out_fmt, work, columns, text_column, model_uri, model_version,
-                    batch_size, chunk_rows, detect, progress, encoding) -> PredictSummary:
+def _predict_chunks(
+    model,
+    input_path,
+    in_fmt,
+    output_path,
+    out_fmt,
+    work,
+    columns,
+    text_column,
+    model_uri,
+    model_version,
+    batch_size,
+    chunk_rows,
+    detect,
+    progress,
+    encoding,
+) -> PredictSummary:
     import pyarrow.parquet as pq
 
     summary, start = PredictSummary(), time.perf_counter()

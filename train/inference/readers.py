@@ -15,6 +15,7 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "pa
 
 # -- reading -------------------------------------------------------------------------------------------------------------
 
+
 def file_format(path: Path, role: str) -> str:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
@@ -73,7 +74,9 @@ def input_columns(path: Path, fmt: str, encoding: str = "utf-8") -> list[str]:
         names = list(names)
     dupes = sorted({str(c) for c in names if names.count(c) > 1})
     if dupes:
-        raise InferenceError(f"{path}: duplicate column names {', '.join(map(repr, dupes))}; rename them so each column has one name")
+        raise InferenceError(
+            f"{path}: duplicate column names {', '.join(map(repr, dupes))}; rename them so each column has one name"
+        )
     return names
 
 
@@ -104,11 +107,18 @@ def scan_input(path: Path, fmt: str, encoding: str = "utf-8") -> str:
 def _encoding_error(path, encoding, block, e, offset, lines):
     at = max(0, e.start - (len(e.object) - len(block)))  # the decoder may hold bytes of the previous block
     line = lines + block[:at].count(b"\n") + 1
-    where = f"byte 0x{e.object[e.start]:02x} at offset {offset + at}, line {line}" if e.start < len(e.object) else "truncated at the end"
+    where = (
+        f"byte 0x{e.object[e.start]:02x} at offset {offset + at}, line {line}"
+        if e.start < len(e.object)
+        else "truncated at the end"
+    )
     with open(path, "rb") as fh:
         utf16 = fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-    hint = "it starts with a UTF-16 byte-order mark: pass --encoding utf-16" if utf16 else \
-        "pass --encoding with the file's encoding, e.g. --encoding latin-1, cp1252 or utf-16"
+    hint = (
+        "it starts with a UTF-16 byte-order mark: pass --encoding utf-16"
+        if utf16
+        else "pass --encoding with the file's encoding, e.g. --encoding latin-1, cp1252 or utf-16"
+    )
     raise InferenceError(f"{path}: cannot decode as {encoding} ({where}); {hint}")
 
 
@@ -186,7 +196,9 @@ def jsonl_records(path: Path):
         for lineno, raw in enumerate(fh, 1):
             if lineno == 1:
                 if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                    raise InferenceError(f"{path}: a UTF-16 file; JSON Lines must be UTF-8 (convert it, e.g. iconv -f utf-16 -t utf-8)")
+                    raise InferenceError(
+                        f"{path}: a UTF-16 file; JSON Lines must be UTF-8 (convert it, e.g. iconv -f utf-16 -t utf-8)"
+                    )
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             if raw.strip():
                 yield lineno, *parse_json_line(raw)
@@ -198,9 +210,17 @@ def to_pandas(table):
     import pandas as pd
     import pyarrow as pa
 
-    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-                pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
-                pa.bool_(): pd.BooleanDtype()}
+    nullable = {
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.uint8(): pd.UInt8Dtype(),
+        pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(),
+        pa.uint64(): pd.UInt64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+    }
     return table.to_pandas(types_mapper=nullable.get)
 
 
@@ -232,7 +252,9 @@ def _parquet_chunk(table):
         for row, v in enumerate(values):
             if v is not None and not problems[row] and v.decode("utf-8", "replace").encode() != v:
                 problems[row] = f"invalid UTF-8 in column {f.name!r} (not scored)"
-        table = table.set_column(i, f.name, pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], f.type))
+        table = table.set_column(
+            i, f.name, pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], f.type)
+        )
     return to_pandas(table), problems
 
 
@@ -254,8 +276,11 @@ def iter_chunks(path: Path, fmt: str, rows: int, encoding: str = "utf-8"):
                     line, start = start, reader.line_num + 1
                     if not values:
                         continue  # blank line
-                    errs.append(None if len(values) == len(header) else
-                                f"line {line}: wrong number of fields ({len(values)}, the header has {len(header)})")
+                    errs.append(
+                        None
+                        if len(values) == len(header)
+                        else f"line {line}: wrong number of fields ({len(values)}, the header has {len(header)})"
+                    )
                     recs.append({h: v or None for h, v in zip(header, values)})
                     if len(recs) == rows:
                         yield _records_frame(recs), errs

@@ -24,10 +24,12 @@ def output_frame(proba: np.ndarray, labels=LABELS, errors=None):
     proba = np.asarray(proba, dtype=np.float64).reshape(-1, len(labels))
     ok = ~np.isnan(proba).any(1)
     best = np.where(ok, np.nan_to_num(proba, nan=-1.0).argmax(1), 0)
-    out = pd.DataFrame({
-        "pred_stance": pd.Series([labels[i] if good else None for i, good in zip(best, ok)], dtype=object),
-        "pred_confidence": np.where(ok, np.nan_to_num(proba, nan=0.0).max(1), np.nan),
-    })
+    out = pd.DataFrame(
+        {
+            "pred_stance": pd.Series([labels[i] if good else None for i, good in zip(best, ok)], dtype=object),
+            "pred_confidence": np.where(ok, np.nan_to_num(proba, nan=0.0).max(1), np.nan),
+        }
+    )
     for i, name in enumerate(labels):
         out[f"prob_{name}"] = proba[:, i]
     errors = [""] * len(proba) if errors is None else ["" if e is None else str(e) for e in errors]
@@ -37,7 +39,26 @@ def output_frame(proba: np.ndarray, labels=LABELS, errors=None):
 
 MAX_CHARS = 20000  # longer values are not statements (whole articles, dumps) and would only be truncated
 MAX_TOKENS_FACTOR = 4  # ... nor are values tokenizing to more than 4x the model's max_length
-DETECT_LANGUAGES = ("en", "ru", "tr", "az", "uk", "de", "fr", "es", "pl", "ka", "kk", "ar", "fa", "hy", "it", "pt", "be", "zh")  # labeled/ languages lingua knows (not uz)
+DETECT_LANGUAGES = (
+    "en",
+    "ru",
+    "tr",
+    "az",
+    "uk",
+    "de",
+    "fr",
+    "es",
+    "pl",
+    "ka",
+    "kk",
+    "ar",
+    "fa",
+    "hy",
+    "it",
+    "pt",
+    "be",
+    "zh",
+)  # labeled/ languages lingua knows (not uz)
 RUN_COLUMNS = ["detected_language", "model_uri", "model_version"]
 
 
@@ -46,6 +67,7 @@ class InferenceError(Exception):
 
 
 # -- rows -> predictions ---------------------------------------------------------------------------------------------
+
 
 def row_problem(value, max_chars: int = MAX_CHARS) -> str | None:
     """Why a cell cannot be classified, or None when it is a usable statement."""
@@ -73,7 +95,11 @@ def _token_problems(model, texts: dict[int, str]) -> dict[int, str]:
     if not long:
         return {}
     lengths = [len(ids) for ids in tokenizer(list(long.values()), truncation=False)["input_ids"]]
-    return {i: f"text too long ({n} tokens > {MAX_TOKENS_FACTOR}x max_length {max_length})" for i, n in zip(long, lengths) if n > limit}
+    return {
+        i: f"text too long ({n} tokens > {MAX_TOKENS_FACTOR}x max_length {max_length})"
+        for i, n in zip(long, lengths)
+        if n > limit
+    }
 
 
 def predict_values(model, values, batch_size: int = 64, errors: list | None = None, max_chars: int = MAX_CHARS):

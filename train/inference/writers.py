@@ -11,6 +11,7 @@ from train.inference.readers import to_pandas
 
 # -- writing -------------------------------------------------------------------------------------------------------------
 
+
 def to_arrow(df):
     """A chunk as an Arrow table; object columns mixing types (e.g. 123 among strings) are stored as text."""
     import pyarrow as pa
@@ -23,8 +24,14 @@ def to_arrow(df):
             try:
                 pa.array(df[col], from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-                df[col] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else
-                           v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str) for v in df[col]]
+                df[col] = [
+                    None
+                    if v is None or (isinstance(v, float) and math.isnan(v))
+                    else v
+                    if isinstance(v, str)
+                    else json.dumps(v, ensure_ascii=False, default=str)
+                    for v in df[col]
+                ]
         return pa.Table.from_pandas(df, preserve_index=False)
 
 
@@ -74,7 +81,9 @@ def _conform(table, schema):
             try:
                 col = col.cast(f.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                col = pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in col.to_pylist()], f.type)
+                col = pa.array(
+                    [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in col.to_pylist()], f.type
+                )
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=schema)
 

@@ -12,10 +12,19 @@ from train.tracking.server import UIError
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Flags that work headless in a container (stack notes): no sandbox, no GPU, nothing phoning home.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync", "--hide-scrollbars")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
 
 # -- headless Chromium ---------------------------------------------------------------------------------------------
+
 
 def find_chromium() -> str | None:
     for name in CHROMIUM_CANDIDATES:

@@ -64,6 +64,7 @@ def config_names(runs: pd.DataFrame) -> pd.Series:
 def seed_keys(runs: pd.DataFrame) -> pd.Series:
     """The seed each run trained with: its train.seed param, else its `seed` tag, else the run name's -s<seed> suffix.
     A run with none of them (hand-made, a sweep's parent) is its own key, so it is never merged with another."""
+
     def col(name):
         return runs[name] if name in runs else pd.Series([None] * len(runs), index=runs.index, dtype=object)
 
@@ -82,14 +83,20 @@ def leaderboard(runs: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     if col not in runs:
-        known = sorted(c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.") and not c.startswith("metrics.val_"))
+        known = sorted(
+            c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.") and not c.startswith("metrics.val_")
+        )
         raise CompareError(f"no run has a metric {metric!r}; metrics: {', '.join(known)}")
     runs = runs.assign(_config=config_names(runs), _seed=seed_keys(runs))
     lang_cols = sorted(c for c in runs.columns if c.startswith("metrics.macro_f1_lang_"))
     extra_cols = sorted(c for c in runs.columns if re.fullmatch(r"metrics\.[^/]+/(macro_f1|ece)", c))
     rows = []
     for name, every in runs.groupby("_config", sort=False):
-        g = every.sort_values("start_time", kind="stable").groupby("_seed", sort=False).tail(1) if "start_time" in every else every.drop_duplicates("_seed", keep="last")
+        g = (
+            every.sort_values("start_time", kind="stable").groupby("_seed", sort=False).tail(1)
+            if "start_time" in every
+            else every.drop_duplicates("_seed", keep="last")
+        )
         values = g[col].dropna()
         row = {
             "config": name,
@@ -107,7 +114,9 @@ def leaderboard(runs: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
         row["run_ids"] = ",".join(g["run_id"])
         rows.append(row)
     board = pd.DataFrame(rows)
-    return board.sort_values(f"{metric}_mean", ascending=_lower_is_better(metric), na_position="last", kind="stable").reset_index(drop=True)
+    return board.sort_values(f"{metric}_mean", ascending=_lower_is_better(metric), na_position="last", kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _first(g: pd.DataFrame, col: str) -> str:
@@ -129,7 +138,10 @@ def display_frame(board: pd.DataFrame, metric: str = "macro_f1", short_ids: bool
         return board
     seeds = [str(s) if s == r else f"{s} ({r} runs)" for s, r in zip(board["n_seeds"], board.get("n_runs", board["n_seeds"]))]
     out = pd.DataFrame({"config": board["config"], "model": board["model_family"], "seeds": seeds})
-    out[metric] = [(_fmt(m) + (f" ± {_fmt(s)}" if not math.isnan(s) else "")) for m, s in zip(board[f"{metric}_mean"], board[f"{metric}_std"])]
+    out[metric] = [
+        (_fmt(m) + (f" ± {_fmt(s)}" if not math.isnan(s) else ""))
+        for m, s in zip(board[f"{metric}_mean"], board[f"{metric}_std"])
+    ]
     for c in board.columns:
         if "/" in c:  # an extra evaluation set's metric, e.g. realquotes_dev/macro_f1
             out[c] = board[c].map(_fmt)
@@ -143,6 +155,7 @@ def display_frame(board: pd.DataFrame, metric: str = "macro_f1", short_ids: bool
 
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub Markdown table (pandas' to_markdown needs the optional tabulate package)."""
+
     def cell(v) -> str:
         return _fmt(v).replace("|", "\\|").replace("\n", " ")
 

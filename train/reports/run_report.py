@@ -11,9 +11,24 @@ from train.reports.leaderboard import CompareError, markdown_table
 from train.schema import LABELS
 from train.tracking.queries import artifact_paths, get_run, logged_table
 
-SUMMARY_PARAMS = ("model.kind", "model.name", "model.pooling", "train.lr", "train.epochs", "train.batch_size", "train.max_length",
-                  "train.freeze_embeddings", "train.seed", "data.paths", "data.eval_split", "data.holdout_languages",
-                  "data.holdout_speaker_groups", "n_train", "n_val", "n_eval")
+SUMMARY_PARAMS = (
+    "model.kind",
+    "model.name",
+    "model.pooling",
+    "train.lr",
+    "train.epochs",
+    "train.batch_size",
+    "train.max_length",
+    "train.freeze_embeddings",
+    "train.seed",
+    "data.paths",
+    "data.eval_split",
+    "data.holdout_languages",
+    "data.holdout_speaker_groups",
+    "n_train",
+    "n_val",
+    "n_eval",
+)
 SUMMARY_TAGS = ("model_family", "languages", "eval_languages", "holdout", "device", "git.commit", "git.dirty")
 
 
@@ -31,19 +46,45 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
         raise CompareError(str(e)) from None
     m, p, t = run.data.metrics, run.data.params, run.data.tags
     name = t.get("mlflow.runName", run_id)
-    lines = [f"# Run report: {name}", "",
-             f"- run id: `{run_id}`", f"- experiment: {exp.name} (id {exp.experiment_id})", f"- status: {run.info.status}",
-             f"- started: {pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'):%Y-%m-%d %H:%M UTC}",
-             f"- artifacts: {run.info.artifact_uri}", ""]
-    lines += ["## Setup", "", markdown_table(pd.DataFrame(
-        [(k, t[k]) for k in SUMMARY_TAGS if k in t] + [(k, p[k]) for k in SUMMARY_PARAMS if k in p], columns=["setting", "value"]))]
+    lines = [
+        f"# Run report: {name}",
+        "",
+        f"- run id: `{run_id}`",
+        f"- experiment: {exp.name} (id {exp.experiment_id})",
+        f"- status: {run.info.status}",
+        f"- started: {pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'):%Y-%m-%d %H:%M UTC}",
+        f"- artifacts: {run.info.artifact_uri}",
+        "",
+    ]
+    lines += [
+        "## Setup",
+        "",
+        markdown_table(
+            pd.DataFrame(
+                [(k, t[k]) for k in SUMMARY_TAGS if k in t] + [(k, p[k]) for k in SUMMARY_PARAMS if k in p],
+                columns=["setting", "value"],
+            )
+        ),
+    ]
 
     lines += ["## Metrics", ""]
     if "macro_f1" in m:
-        ci = f" (95% bootstrap CI {m['macro_f1_ci_low']:.3f}–{m['macro_f1_ci_high']:.3f})" if "macro_f1_ci_low" in m and "macro_f1_ci_high" in m else ""
+        ci = (
+            f" (95% bootstrap CI {m['macro_f1_ci_low']:.3f}–{m['macro_f1_ci_high']:.3f})"
+            if "macro_f1_ci_low" in m and "macro_f1_ci_high" in m
+            else ""
+        )
         lines += [f"**macro-F1 {m['macro_f1']:.3f}**{ci}", ""]
-    main = [(k, m[k]) for k in ("macro_f1", "accuracy", "weighted_f1", "ece", "macro_f1_ci_low", "macro_f1_ci_high", "train_seconds") if k in m]
-    lines += [markdown_table(pd.DataFrame(main, columns=["metric", "value"])), "ECE: expected calibration error of the top-class confidence (lower is better).", ""]
+    main = [
+        (k, m[k])
+        for k in ("macro_f1", "accuracy", "weighted_f1", "ece", "macro_f1_ci_low", "macro_f1_ci_high", "train_seconds")
+        if k in m
+    ]
+    lines += [
+        markdown_table(pd.DataFrame(main, columns=["metric", "value"])),
+        "ECE: expected calibration error of the top-class confidence (lower is better).",
+        "",
+    ]
 
     extra = sorted(k.split("/")[0] for k in m if k.endswith("/macro_f1"))
     if extra:
@@ -52,23 +93,51 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
         for name in extra:
             g = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(name + "/")}
             ci = f"{g['macro_f1_ci_low']:.3f}–{g['macro_f1_ci_high']:.3f}" if "macro_f1_ci_low" in g else ""
-            table.append((name, g["macro_f1"], ci, g.get("accuracy", math.nan), g.get("ece", math.nan),
-                          *(g.get(f"recall_{l}", math.nan) for l in LABELS)))
-        lines.append(markdown_table(pd.DataFrame(table, columns=["set", "macro_f1", "95% CI", "accuracy", "ece", *(f"recall_{l}" for l in LABELS)])))
+            table.append(
+                (
+                    name,
+                    g["macro_f1"],
+                    ci,
+                    g.get("accuracy", math.nan),
+                    g.get("ece", math.nan),
+                    *(g.get(f"recall_{l}", math.nan) for l in LABELS),
+                )
+            )
+        lines.append(
+            markdown_table(
+                pd.DataFrame(table, columns=["set", "macro_f1", "95% CI", "accuracy", "ece", *(f"recall_{l}" for l in LABELS)])
+            )
+        )
         for name in extra:
             langs_x = sorted(k.removeprefix(f"{name}/macro_f1_lang_") for k in m if k.startswith(f"{name}/macro_f1_lang_"))
             if langs_x:
-                lines += [f"{name} per language (macro-F1):", "", markdown_table(pd.DataFrame(
-                    {"language": langs_x, "macro_f1": [m[f"{name}/macro_f1_lang_{l}"] for l in langs_x]}))]
+                lines += [
+                    f"{name} per language (macro-F1):",
+                    "",
+                    markdown_table(
+                        pd.DataFrame({"language": langs_x, "macro_f1": [m[f"{name}/macro_f1_lang_{l}"] for l in langs_x]})
+                    ),
+                ]
 
     langs = sorted(k.removeprefix("macro_f1_lang_") for k in m if k.startswith("macro_f1_lang_"))
     if langs:
-        lines += ["## Per language", "", markdown_table(pd.DataFrame({"language": langs, "macro_f1": [m[f"macro_f1_lang_{l}"] for l in langs]}))]
+        lines += [
+            "## Per language",
+            "",
+            markdown_table(pd.DataFrame({"language": langs, "macro_f1": [m[f"macro_f1_lang_{l}"] for l in langs]})),
+        ]
     classes = [l for l in LABELS if f"f1_{l}" in m]
     if classes:
-        lines += ["## Per class", "", markdown_table(pd.DataFrame(
-            [(l, m.get(f"precision_{l}", math.nan), m.get(f"recall_{l}", math.nan), m[f"f1_{l}"]) for l in classes],
-            columns=["class", "precision", "recall", "f1"]))]
+        lines += [
+            "## Per class",
+            "",
+            markdown_table(
+                pd.DataFrame(
+                    [(l, m.get(f"precision_{l}", math.nan), m.get(f"recall_{l}", math.nan), m[f"f1_{l}"]) for l in classes],
+                    columns=["class", "precision", "recall", "f1"],
+                )
+            ),
+        ]
 
     arts = artifact_paths(run_id)
     if arts:

@@ -17,6 +17,7 @@ LANG_METRIC = "macro_f1_lang_"
 
 # -- reading runs --------------------------------------------------------------------------------------------------
 
+
 def finished_runs(experiment: str) -> pd.DataFrame:
     """Top-level FINISHED runs of an experiment, newest first (a seed sweep's parent stands for its children)."""
     return top_level_runs_frame(experiment)
@@ -45,8 +46,21 @@ def _split(value: str) -> set[str]:
 
 # -- cross-lingual transfer ------------------------------------------------------------------------------------------
 
-TRANSFER_COLUMNS = ["model_family", "language", "in_language", "in_language_std", "held_out", "held_out_std", "gap",
-                    "english_only", "english_only_std", "english_only_gap", "in_language_run", "held_out_run", "english_only_run"]
+TRANSFER_COLUMNS = [
+    "model_family",
+    "language",
+    "in_language",
+    "in_language_std",
+    "held_out",
+    "held_out_std",
+    "gap",
+    "english_only",
+    "english_only_std",
+    "english_only_gap",
+    "in_language_run",
+    "held_out_run",
+    "english_only_run",
+]
 
 
 def transfer_summary(experiment: str = "stance-transfer", runs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -72,8 +86,11 @@ def transfer_summary(experiment: str = "stance-transfer", runs: pd.DataFrame | N
         for lang in sorted(set(held_out) | from_english):
             key = f"{LANG_METRIC}{lang}"
             rec = {"model_family": family, "language": lang}
-            for role, row in (("in_language", reference), ("held_out", held_out.get(lang)),
-                              ("english_only", english_only if lang in from_english else None)):
+            for role, row in (
+                ("in_language", reference),
+                ("held_out", held_out.get(lang)),
+                ("english_only", english_only if lang in from_english else None),
+            ):
                 rec[role] = _metric(row, key) if row is not None else float("nan")
                 rec[f"{role}_std"] = _metric(row, f"{key}_std") if row is not None else float("nan")
                 rec[f"{role}_run"] = row["run_id"] if row is not None else None
@@ -96,18 +113,37 @@ def markdown_table(header: list[str], rows: list[list[str]], align_right_from: i
 
 def transfer_markdown(summary: pd.DataFrame) -> str:
     header = ["model", "language", "in-language", "held out", "gap", "English only", "gap (English only)"]
-    rows = [[r.model_family, r.language, _fmt(r.in_language, r.in_language_std), _fmt(r.held_out, r.held_out_std),
-             _fmt(r.gap), _fmt(r.english_only, r.english_only_std), _fmt(r.english_only_gap)]
-            for r in summary.itertuples()]
-    note = ("\nmacro-F1. in-language: trained on all languages, scored on the language's test rows; held out: trained "
-            "without the language, scored on all its rows; gap = in-language − held out. ± = sample std over seeds.\n")
+    rows = [
+        [
+            r.model_family,
+            r.language,
+            _fmt(r.in_language, r.in_language_std),
+            _fmt(r.held_out, r.held_out_std),
+            _fmt(r.gap),
+            _fmt(r.english_only, r.english_only_std),
+            _fmt(r.english_only_gap),
+        ]
+        for r in summary.itertuples()
+    ]
+    note = (
+        "\nmacro-F1. in-language: trained on all languages, scored on the language's test rows; held out: trained "
+        "without the language, scored on all its rows; gap = in-language − held out. ± = sample std over seeds.\n"
+    )
     return markdown_table(header, rows, align_right_from=2) + note
 
 
 # -- UMSAB -----------------------------------------------------------------------------------------------------------
 
-UMSAB_LANGUAGES = {"ar": "Arabic", "en": "English", "fr": "French", "de": "German", "hi": "Hindi", "it": "Italian",
-                   "pt": "Portuguese", "es": "Spanish"}
+UMSAB_LANGUAGES = {
+    "ar": "Arabic",
+    "en": "English",
+    "fr": "French",
+    "de": "German",
+    "hi": "Hindi",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "es": "Spanish",
+}
 # Published macro-F1 on the test split (x100), from UMSAB's README (cardiffnlp/xlm-t leaderboard, Barbieri et al.,
 # LREC 2022). "multi": trained on all eight languages; fastText is the monolingual baseline. The README's
 # "All languages" row is the mean of the eight, within rounding (fastText 408.3 / 8 = 51.04 -> 51.0; XLM-R multi

@@ -56,7 +56,9 @@ class VerifyResult:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     def table(self) -> str:
-        rows = [("check", "value", "expected", "result")] + [(c.name, c.value, c.expected, "pass" if c.ok else "FAIL") for c in self.checks]
+        rows = [("check", "value", "expected", "result")] + [
+            (c.name, c.value, c.expected, "pass" if c.ok else "FAIL") for c in self.checks
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -69,7 +71,7 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     if re.fullmatch(r"[0-9a-f]{32}", spec):
         return spec, f"runs:/{spec}/model"
     if spec.startswith("runs:/"):
-        return spec[len("runs:/"):].split("/")[0], spec
+        return spec[len("runs:/") :].split("/")[0], spec
     if spec.startswith("models:/"):
         try:
             run_id = registered_model_run(spec)
@@ -81,8 +83,9 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     raise VerifyError(f"{spec}: give a run id, runs:/RUN_ID/model or models:/NAME/VERSION (or @ALIAS)")
 
 
-def verify(spec: str, device: str = "auto", precision: str = "auto", backend: str = "torch", int8: bool = False,
-           batch_size: int = 0) -> VerifyResult:
+def verify(
+    spec: str, device: str = "auto", precision: str = "auto", backend: str = "torch", int8: bool = False, batch_size: int = 0
+) -> VerifyResult:
     import pandas as pd
 
     setup_tracking()
@@ -97,21 +100,27 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
     result = VerifyResult(run_id, uri)
     with tempfile.TemporaryDirectory(prefix="stance-verify-") as tmp:
         model, *_ = load_for_predict(uri, Path(tmp) / "model", device, precision, 0, "onnx" if int8 else backend, int8)
-        approximate = int8 and model.kind == "transformer"  # --int8 implies the ONNX backend (as in stance predict); the baseline ignores it
+        approximate = (
+            int8 and model.kind == "transformer"
+        )  # --int8 implies the ONNX backend (as in stance predict); the baseline ignores it
         eval_sets = run.data.tags.get("stance.eval_sets", "eval").split(",")
         for folder in eval_sets:
             try:
                 local = download_run_artifact(run_id, f"{folder}/{SCORED_FILE}", tmp)
             except LookupError as e:
-                raise VerifyError(f"run {run_id} logged no {folder}/{SCORED_FILE} (made before runs logged their scored rows: "
-                                  f"retrain to verify it)") from e
+                raise VerifyError(
+                    f"run {run_id} logged no {folder}/{SCORED_FILE} (made before runs logged their scored rows: "
+                    f"retrain to verify it)"
+                ) from e
             rows = pd.read_parquet(local)
             want = rows[[f"prob_{l}" for l in LABELS]].to_numpy(np.float64)
             out = predict_values(model, rows["text"].tolist(), batch_size=batch_size)
             refused = out["pred_error"].astype(bool)
             got = out[PRED_COLUMNS[2:]].to_numpy(np.float64)
             tag = f"{folder}: " if len(eval_sets) > 1 else ""
-            result.checks.append(Check(f"{tag}rows scored", f"{int((~refused).sum())}/{len(rows)}", f"{len(rows)}/{len(rows)}", not refused.any()))
+            result.checks.append(
+                Check(f"{tag}rows scored", f"{int((~refused).sum())}/{len(rows)}", f"{len(rows)}/{len(rows)}", not refused.any())
+            )
             if refused.any():
                 continue
             agreement = float((got.argmax(1) == want.argmax(1)).mean())
@@ -121,13 +130,25 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
             if approximate:
                 drop = logged.get(metric_key(folder, "macro_f1"), float("nan")) - again["macro_f1"]
                 result.checks += [
-                    Check(f"{tag}argmax agreement (int8)", f"{agreement:.3f}", f">= {INT8_TOLERANCE['agreement']}", agreement >= INT8_TOLERANCE["agreement"]),
-                    Check(f"{tag}macro_f1 drop (int8)", f"{drop:+.4f}", f"<= {INT8_TOLERANCE['macro_f1_drop']}", drop <= INT8_TOLERANCE["macro_f1_drop"]),
+                    Check(
+                        f"{tag}argmax agreement (int8)",
+                        f"{agreement:.3f}",
+                        f">= {INT8_TOLERANCE['agreement']}",
+                        agreement >= INT8_TOLERANCE["agreement"],
+                    ),
+                    Check(
+                        f"{tag}macro_f1 drop (int8)",
+                        f"{drop:+.4f}",
+                        f"<= {INT8_TOLERANCE['macro_f1_drop']}",
+                        drop <= INT8_TOLERANCE["macro_f1_drop"],
+                    ),
                     Check(f"{tag}max |prob diff| (int8, informative)", f"{diff:.2e}", "-", True),
                 ]
                 continue
-            result.checks += [Check(f"{tag}max |prob diff|", f"{diff:.2e}", f"<= {PROB_TOL:g}", diff <= PROB_TOL),
-                              Check(f"{tag}argmax agreement", f"{agreement:.4f}", "1.0000", agreement == 1.0)]
+            result.checks += [
+                Check(f"{tag}max |prob diff|", f"{diff:.2e}", f"<= {PROB_TOL:g}", diff <= PROB_TOL),
+                Check(f"{tag}argmax agreement", f"{agreement:.4f}", "1.0000", agreement == 1.0),
+            ]
             rest = {}
             for name, value in again.items():
                 key = metric_key(folder, name)
@@ -139,8 +160,14 @@ def verify(spec: str, device: str = "auto", precision: str = "auto", backend: st
                     rest[key] = delta
             bad = [k for k, d in rest.items() if d > METRIC_TOL]
             worst = max(rest.values(), default=0.0)
-            result.checks.append(Check(f"{tag}{len(rest)} per-class/per-language metrics", "max |diff| " + (f"{worst:.1e}" if worst < float("inf") else "inf"),
-                                       f"<= {METRIC_TOL:g}", not bad))
+            result.checks.append(
+                Check(
+                    f"{tag}{len(rest)} per-class/per-language metrics",
+                    "max |diff| " + (f"{worst:.1e}" if worst < float("inf") else "inf"),
+                    f"<= {METRIC_TOL:g}",
+                    not bad,
+                )
+            )
             for k in bad[:10]:
                 result.checks.append(Check(k, "differs" if rest[k] < float("inf") else "not logged", "", False))
     return result

@@ -6,6 +6,7 @@ loaded models), queries (finished runs read back for reports), predict_runs (`st
 spark (the Spark UDF engine), server (the MLflow UI).
 """
 
+from train.runtime import store_dir
 from train.tracking.artifacts import SCORED_FILE, log_dataset, log_evaluation, log_scored_rows, predictions_table
 from train.tracking.packaging import PYFUNC_FILE, installed_packages, log_stance_model, pinned_requirements, save_stance_pyfunc
 from train.tracking.runs import (
@@ -18,10 +19,30 @@ from train.tracking.runs import (
     process_tags,
     reconcile_stale_runs,
 )
-from train.runtime import store_dir
 from train.tracking.store import describe_store, get_experiment_id, is_local_store, setup_tracking
 
-__all__ = ["PYFUNC_FILE", "SCORED_FILE", "ResumeError", "TrainingInterrupted", "check_resume", "closing_run", "describe_store",
-           "find_resumable_run", "get_experiment_id", "git_info", "installed_packages", "is_local_store", "log_dataset",
-           "log_evaluation", "log_scored_rows", "log_stance_model", "pinned_requirements", "predictions_table", "process_tags",
-           "reconcile_stale_runs", "save_stance_pyfunc", "setup_tracking", "store_dir"]
+__all__ = [
+    "PYFUNC_FILE",
+    "SCORED_FILE",
+    "ResumeError",
+    "TrainingInterrupted",
+    "check_resume",
+    "closing_run",
+    "describe_store",
+    "find_resumable_run",
+    "get_experiment_id",
+    "git_info",
+    "installed_packages",
+    "is_local_store",
+    "log_dataset",
+    "log_evaluation",
+    "log_scored_rows",
+    "log_stance_model",
+    "pinned_requirements",
+    "predictions_table",
+    "process_tags",
+    "reconcile_stale_runs",
+    "save_stance_pyfunc",
+    "setup_tracking",
+    "store_dir",
+]

@@ -11,6 +11,7 @@ import numpy as np
 from train.schema import LABELS
 from train.tracking import plots
 
+
 def log_dataset(df, context: str, source: str) -> None:
     """The exact rows used, as an MLflow dataset input with its digest (data lineage)."""
     import mlflow
@@ -26,9 +27,11 @@ def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eva
 
     y_true = eval_df["stance"].map(LABELS.index).to_numpy()
     mlflow.log_text(plots.classification_report_text(y_true, proba), f"{prefix}/classification_report.txt")
-    figures = {"confusion_matrix.png": plots.confusion_matrix(y_true, proba, prefix),
-               "per_language_macro_f1.png": plots.per_language_bars(metrics, prefix),
-               "reliability_diagram.png": plots.reliability_diagram(y_true, proba, metrics)}
+    figures = {
+        "confusion_matrix.png": plots.confusion_matrix(y_true, proba, prefix),
+        "per_language_macro_f1.png": plots.per_language_bars(metrics, prefix),
+        "reliability_diagram.png": plots.reliability_diagram(y_true, proba, metrics),
+    }
     for name, fig in figures.items():
         if fig is not None:
             mlflow.log_figure(fig, f"{prefix}/{name}")
@@ -62,15 +65,17 @@ def log_scored_rows(eval_df, proba: np.ndarray, prefix: str = "eval") -> None:
 def predictions_table(eval_df, proba: np.ndarray):
     import pandas as pd
 
-    table = pd.DataFrame({
-        "id": eval_df["id"].to_numpy(),
-        "text": eval_df["text"].to_numpy(),
-        "language": eval_df["language"].to_numpy(),
-        "speaker_group": eval_df["speaker_group"].to_numpy(),
-        "gold": eval_df["stance"].to_numpy(),
-        "predicted": [LABELS[i] for i in proba.argmax(1)],
-        "confidence": proba.max(1).round(4),
-    })
+    table = pd.DataFrame(
+        {
+            "id": eval_df["id"].to_numpy(),
+            "text": eval_df["text"].to_numpy(),
+            "language": eval_df["language"].to_numpy(),
+            "speaker_group": eval_df["speaker_group"].to_numpy(),
+            "gold": eval_df["stance"].to_numpy(),
+            "predicted": [LABELS[i] for i in proba.argmax(1)],
+            "confidence": proba.max(1).round(4),
+        }
+    )
     for i, name in enumerate(LABELS):
         table[f"prob_{name}"] = proba[:, i].round(4)
     return table

@@ -37,8 +37,12 @@ def installed_packages() -> str:
 
 def _pyfunc_spec(model_dir: Path) -> dict:
     """What both ways of storing the pyfunc share."""
-    return {"python_model": str(PYFUNC_FILE), "artifacts": {"stance_model": str(model_dir)}, "code_paths": [str(CODE_PATH)],
-            "pip_requirements": pinned_requirements()}  # inference of requirements is slow and adds torchvision (stack notes)
+    return {
+        "python_model": str(PYFUNC_FILE),
+        "artifacts": {"stance_model": str(model_dir)},
+        "code_paths": [str(CODE_PATH)],
+        "pip_requirements": pinned_requirements(),
+    }  # inference of requirements is slow and adds torchvision (stack notes)
 
 
 def log_stance_model(model_dir: Path, example_texts: list[str], register_as: str | None = None):
@@ -51,7 +55,9 @@ def log_stance_model(model_dir: Path, example_texts: list[str], register_as: str
     example = pd.DataFrame({"text": example_texts[:3]})
     dummy = output_frame(np.full((len(example), len(LABELS)), 1 / len(LABELS), dtype=np.float32))
     signature = infer_signature(example, dummy)
-    return mlflow.pyfunc.log_model(name="model", signature=signature, registered_model_name=register_as, **_pyfunc_spec(model_dir))
+    return mlflow.pyfunc.log_model(
+        name="model", signature=signature, registered_model_name=register_as, **_pyfunc_spec(model_dir)
+    )
 
 
 def save_stance_pyfunc(model_dir: Path, path: Path) -> Path:

@@ -24,16 +24,18 @@ def close(fig) -> None:
 def classification_report_text(y_true, proba: np.ndarray) -> str:
     from sklearn.metrics import classification_report
 
-    return classification_report(y_true, proba.argmax(1), labels=list(range(len(LABELS))), target_names=list(LABELS), digits=3,
-                                 zero_division=0)
+    return classification_report(
+        y_true, proba.argmax(1), labels=list(range(len(LABELS))), target_names=list(LABELS), digits=3, zero_division=0
+    )
 
 
 def confusion_matrix(y_true, proba: np.ndarray, prefix: str):
     from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, ax = _plt().subplots(figsize=(4.6, 4))
-    ConfusionMatrixDisplay.from_predictions(y_true, proba.argmax(1), labels=list(range(len(LABELS))), display_labels=list(LABELS), ax=ax,
-                                            colorbar=False, cmap="Blues")
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, proba.argmax(1), labels=list(range(len(LABELS))), display_labels=list(LABELS), ax=ax, colorbar=False, cmap="Blues"
+    )
     ax.set_title(f"{prefix}: confusion matrix")
     fig.tight_layout()
     return fig

@@ -29,9 +29,18 @@ def start_predict_run(model, input, output, text_column, chunk_size, engine, bac
     # predict_cmd closes the run KILLED as on Ctrl-C (as closing_run does for training); end_predict_run undoes it
     _sigterm_before.append(signal.signal(signal.SIGTERM, _raise_on_sigterm))
     run = mlflow.start_run(experiment_id=exp_id, run_name=f"predict-{Path(input).stem}")
-    mlflow.log_params({"model": model, "input": str(Path(input).resolve()), "output": str(Path(output).resolve()),
-                       "text_column": text_column, "chunk_size": chunk_size, "engine": engine,
-                       "backend": backend, "int8": int8})
+    mlflow.log_params(
+        {
+            "model": model,
+            "input": str(Path(input).resolve()),
+            "output": str(Path(output).resolve()),
+            "text_column": text_column,
+            "chunk_size": chunk_size,
+            "engine": engine,
+            "backend": backend,
+            "int8": int8,
+        }
+    )
     mlflow.set_tags({**git_info(), **process_tags()})
     return run
 
@@ -56,14 +65,22 @@ def _close_mlflow_run(result, status: str, error: str | None) -> None:
         summary, uri, version, input = result
         digest = getattr(summary, "input_sha256", "") or sha256_file(Path(input))
         mlflow.set_tags({"model_uri": uri, "model_version": version, "input_sha256": digest})
-        from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
 
         # the input as a dataset with its content digest (lineage: which file exactly was scored)
-        mlflow.log_input(MetaDataset(HTTPDatasetSource(Path(input).resolve().as_uri()), name=Path(input).name, digest=digest[:16]),
-                         context="inference")
-        metrics = {"rows": summary.rows, "bad_rows": summary.bad_rows, "rows_per_s": summary.rows_per_s, "seconds": summary.seconds,
-                   "chunks_computed": summary.chunks_computed, "chunks_reused": summary.chunks_reused}
+        mlflow.log_input(
+            MetaDataset(HTTPDatasetSource(Path(input).resolve().as_uri()), name=Path(input).name, digest=digest[:16]),
+            context="inference",
+        )
+        metrics = {
+            "rows": summary.rows,
+            "bad_rows": summary.bad_rows,
+            "rows_per_s": summary.rows_per_s,
+            "seconds": summary.seconds,
+            "chunks_computed": summary.chunks_computed,
+            "chunks_reused": summary.chunks_reused,
+        }
         good = max(1, summary.rows - summary.bad_rows)
         for label, n in summary.labels.items():
             metrics[f"count_{label}"] = n

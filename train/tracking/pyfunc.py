@@ -8,9 +8,8 @@ This file is the pyfunc's code (train.tracking.packaging logs it); the train pac
 
 from __future__ import annotations
 
-import numpy as np
-
 import mlflow
+import numpy as np
 from mlflow.pyfunc import PythonModel
 
 

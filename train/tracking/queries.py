@@ -16,8 +16,12 @@ def finished_runs_frame(experiments: list[str], include_parents: bool = False):
     missing = [n for n in experiments if mlflow.get_experiment_by_name(n) is None]
     if missing:
         known = ", ".join(e.name for e in mlflow.search_experiments()) or "none"
-        raise LookupError(f"no experiment named {', '.join(map(repr, missing))} in {mlflow.get_tracking_uri()} (experiments: {known})")
-    runs = mlflow.search_runs(experiment_names=experiments, filter_string="attributes.status = 'FINISHED'", output_format="pandas")
+        raise LookupError(
+            f"no experiment named {', '.join(map(repr, missing))} in {mlflow.get_tracking_uri()} (experiments: {known})"
+        )
+    runs = mlflow.search_runs(
+        experiment_names=experiments, filter_string="attributes.status = 'FINISHED'", output_format="pandas"
+    )
     if runs.empty:
         return runs
     if not include_parents and "tags.stance.parent" in runs:
@@ -33,8 +37,12 @@ def top_level_runs_frame(experiment: str):
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         raise LookupError(f"no MLflow experiment named {experiment!r} in {mlflow.get_tracking_uri()}")
-    runs = mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], output_format="pandas")
+    runs = mlflow.search_runs(
+        [exp.experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        output_format="pandas",
+    )
     if "tags.mlflow.parentRunId" in runs.columns:
         runs = runs[runs["tags.mlflow.parentRunId"].isna()]
     return runs.reset_index(drop=True)

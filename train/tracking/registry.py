@@ -97,7 +97,7 @@ def registered_version(uri: str) -> str:
 
     client = MlflowClient()
     if uri.startswith("models:/"):
-        ref = uri[len("models:/"):].strip("/")
+        ref = uri[len("models:/") :].strip("/")
         if "@" in ref:
             name, alias = ref.split("@", 1)
             return str(client.get_model_version_by_alias(name, alias.split("/")[0]).version)
@@ -110,7 +110,7 @@ def registered_version(uri: str) -> str:
             return str(max(int(v.version) for v in versions)) if versions else ""
         return ""
     if uri.startswith("runs:/"):
-        run_id = uri[len("runs:/"):].split("/")[0]
+        run_id = uri[len("runs:/") :].split("/")[0]
         versions = client.search_model_versions(f"run_id='{run_id}'")
         return str(max(int(v.version) for v in versions)) if versions else ""
     return ""
@@ -122,7 +122,7 @@ def registered_model_run(spec: str) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    name = spec[len("models:/"):].strip("/").split("/")[0].split("@")[0]
+    name = spec[len("models:/") :].strip("/").split("/")[0].split("@")[0]
     try:
         version = registered_version(spec)
         return MlflowClient().get_model_version(name, version).run_id if version else ""

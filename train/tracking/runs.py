@@ -38,7 +38,9 @@ def closing_run(error_prefix=lambda: ""):
         try:
             while mlflow.active_run() and mlflow.active_run().info.run_id != own:
                 mlflow.end_run(status)
-            mlflow.set_tags({"stance.error": f"{error_prefix()}{type(e).__name__}: {e}"[:5000], **(getattr(e, "run_tags", None) or {})})
+            mlflow.set_tags(
+                {"stance.error": f"{error_prefix()}{type(e).__name__}: {e}"[:5000], **(getattr(e, "run_tags", None) or {})}
+            )
         finally:
             mlflow.end_run(status)
         raise
@@ -112,6 +114,7 @@ def _pid_alive(pid: int, start: str = "") -> bool:
 
 # -- resuming an interrupted run --------------------------------------------------------------------------------------
 
+
 class ResumeError(ValueError):
     """--resume cannot continue: the run is not this configuration's, or not resumable at all."""
 
@@ -139,18 +142,26 @@ def check_resume(experiment: str, params: dict[str, str], exp_id: str, digest: s
     for run in candidates:
         if run.data.tags.get("stance.config_digest", digest) != digest:
             now = {k: v[:500] for k, v in params.items() if k != "run_name"}
-            changed = [f"{k}: {run.data.params.get(k, '(unset)')} -> {v}" for k, v in now.items() if run.data.params.get(k, v) != v]
-            raise ResumeError(f"--resume: the configuration changed since run {run.info.run_id} was interrupted "
-                              f"({'; '.join(changed) or 'config digest differs'}); resume with the original settings, "
-                              f"or train anew without --resume")
+            changed = [
+                f"{k}: {run.data.params.get(k, '(unset)')} -> {v}" for k, v in now.items() if run.data.params.get(k, v) != v
+            ]
+            raise ResumeError(
+                f"--resume: the configuration changed since run {run.info.run_id} was interrupted "
+                f"({'; '.join(changed) or 'config digest differs'}); resume with the original settings, "
+                f"or train anew without --resume"
+            )
 
 
 def find_resumable_run(exp_id: str, digest: str, has_checkpoint) -> str | None:
     """The newest FAILED / KILLED run of this configuration whose checkpoint folder still holds a checkpoint."""
     from mlflow.tracking import MlflowClient
 
-    runs = MlflowClient().search_runs([exp_id], filter_string=f"tags.`stance.config_digest` = '{digest}'",
-                                      order_by=["attributes.start_time DESC"], max_results=20)
+    runs = MlflowClient().search_runs(
+        [exp_id],
+        filter_string=f"tags.`stance.config_digest` = '{digest}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
     for r in runs:
         if r.info.status in ("FAILED", "KILLED") and has_checkpoint(r.data.tags.get("stance.output_dir", "/nonexistent")):
             return r.info.run_id
@@ -159,12 +170,20 @@ def find_resumable_run(exp_id: str, digest: str, has_checkpoint) -> str | None:
 
 # -- what the pipeline logs into the active run ---------------------------------------------------------------------
 
-def start_run(experiment_id: str | None = None, run_name: str | None = None, run_id: str | None = None, parent_run_id: str | None = None):
+
+def start_run(
+    experiment_id: str | None = None, run_name: str | None = None, run_id: str | None = None, parent_run_id: str | None = None
+):
     """Open a run (or reopen run_id); a run with a parent is nested under it. Returns its id."""
     import mlflow
 
-    run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=None if run_id else run_name,
-                           parent_run_id=parent_run_id, nested=parent_run_id is not None)
+    run = mlflow.start_run(
+        run_id=run_id,
+        experiment_id=None if run_id else experiment_id,
+        run_name=None if run_id else run_name,
+        parent_run_id=parent_run_id,
+        nested=parent_run_id is not None,
+    )
     return run.info.run_id
 
 

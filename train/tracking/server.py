@@ -22,6 +22,7 @@ from pathlib import Path
 from train.runtime import store_dir
 from train.tracking.store import setup_tracking
 
+
 class UIError(RuntimeError):
     """The UI (server or browser) cannot run or did not answer."""
 
@@ -43,8 +44,22 @@ def server_command(port: int, host: str = "127.0.0.1") -> tuple[list[str], dict[
     if uri.startswith(("http://", "https://", "databricks")):
         raise UIError(f"MLFLOW_TRACKING_URI is a tracking server already ({uri}): open it in a browser instead")
     artifacts = store_dir() / "artifacts"
-    argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1",
-            "--backend-store-uri", uri, "--default-artifact-root", str(artifacts)]
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        str(artifacts),
+    ]
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # job runner: 37 s start-up instead of 9 s
     return argv, env
 
@@ -87,7 +102,9 @@ def serve(port: int, host: str, timeout: float, log: Path | None):
         if log is None:
             log = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stance-ui-"))) / "server.log"
         fh = stack.enter_context(open(log, "wb"))
-        proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             _wait_healthy(url, proc, log, timeout)
             yield url, proc
@@ -124,8 +141,13 @@ def metrics_view(experiment_id: str, metric: str = "macro_f1") -> str:
     columns = ["tags.`model_family`", "tags.`holdout`", *[f"metrics.`{m}`" for m in metrics]]
     # metric columns as wide as their header (the default cuts macro_f1_lang_xx)
     widths = {f"metrics.`{m}`": max(90, 7 * len(m) + 40) for m in metrics}
-    state = {"selectedColumns": columns, "columnOrder": columns, "columnWidths": widths, "orderByKey": f"metrics.`{metric}`",
-             "orderByAsc": metric in ("ece", "train_seconds")}
+    state = {
+        "selectedColumns": columns,
+        "columnOrder": columns,
+        "columnWidths": widths,
+        "orderByKey": f"metrics.`{metric}`",
+        "orderByAsc": metric in ("ece", "train_seconds"),
+    }
     value = json.dumps(state, sort_keys=True)
     key = hashlib.sha256(value.encode()).hexdigest()
     MlflowClient().set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", value)

@@ -15,9 +15,9 @@ The UDF runs the same pyfunc (and so the same `predict_values`) as the CLI and t
 
 from __future__ import annotations
 
-import warnings
 import os
 import time
+import warnings
 from pathlib import Path
 
 from train.inference.batch import LANGUAGE_COLUMNS, PredictSummary, count_predictions
@@ -45,12 +45,19 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
     pyfunc_uri, uri, version = _pyfunc_uri(model, Path(tmp))
     start = time.perf_counter()
     warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")  # pandas 3 notice, once per UDF
-    spark = (SparkSession.builder.master(master).appName("stance-predict").config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master(master)
+        .appName("stance-predict")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
-    readers = {"parquet": lambda: spark.read.parquet(str(input)),
-               "csv": lambda: spark.read.csv(str(input), header=True, multiLine=True, escape='"', encoding=encoding),
-               "jsonl": lambda: spark.read.json(str(input))}
+    readers = {
+        "parquet": lambda: spark.read.parquet(str(input)),
+        "csv": lambda: spark.read.csv(str(input), header=True, multiLine=True, escape='"', encoding=encoding),
+        "jsonl": lambda: spark.read.json(str(input)),
+    }
     df = readers[in_fmt]().withColumn("__row", F.monotonically_increasing_id())
     fields = [T.StructField(c, T.StringType() if c in ("pred_stance", "pred_error") else T.DoubleType()) for c in OUTPUT_COLUMNS]
     predict = mlflow.pyfunc.spark_udf(spark, pyfunc_uri, result_type=T.StructType(fields), env_manager="local")
@@ -67,8 +74,11 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
     result = scored.select(*cols, "__row").orderBy("__row").drop("__row").coalesce(1)
     out_dir = Path(tmp) / "spark-out"
     writer = result.write.mode("overwrite")
-    {"parquet": lambda: writer.parquet(str(out_dir)), "csv": lambda: writer.csv(str(out_dir), header=True, escape='"'),
-     "jsonl": lambda: writer.option("ignoreNullFields", "false").json(str(out_dir))}[out_fmt]()
+    {
+        "parquet": lambda: writer.parquet(str(out_dir)),
+        "csv": lambda: writer.csv(str(out_dir), header=True, escape='"'),
+        "jsonl": lambda: writer.option("ignoreNullFields", "false").json(str(out_dir)),
+    }[out_fmt]()
     part = next(p for p in sorted(out_dir.glob("part-*")) if not p.name.endswith(".crc"))
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(output).with_name(f".{Path(output).name}.tmp-{os.getpid()}")
