@@ -191,22 +191,14 @@ def test_resume_skips_a_partial_checkpoint(tiny_corpus, tiny_model_dir, mlflow_s
     import shutil
 
     import pytest
-    from transformers import TrainerCallback
 
     import train.models.trainer as training
     from tests.conftest import tiny_overrides, tracking_client
-    from tests.test_training import _with_extra_callback
+    from tests.test_training import interrupt_after_first_epoch
     from train.config import load_config
-    from train.pipeline import TrainingInterrupted, run_training
+    from train.pipeline import run_training
 
-    armed = {"on": True}
-
-    class StopAfterFirstEpoch(TrainerCallback):
-        def on_epoch_begin(self, args, state, control, **kw):
-            if armed["on"] and state.epoch and state.epoch >= 1:
-                raise TrainingInterrupted("simulated interrupt")
-
-    monkeypatch.setattr(training, "fit_transformer", _with_extra_callback(training.fit_transformer, StopAfterFirstEpoch()))
+    armed = interrupt_after_first_epoch(monkeypatch)
     cfg = load_config(
         None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0})
     )

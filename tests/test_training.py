@@ -187,19 +187,9 @@ def test_stale_running_run_is_marked_failed(mlflow_store):
 
 @pytest.mark.slow  # two runs
 def test_resume_continues_from_checkpoint(tiny_corpus, tiny_model_dir, mlflow_store, monkeypatch):
-    from transformers import TrainerCallback
+    from train.pipeline import run_training
 
-    import train.models.trainer as training
-    from train.pipeline import TrainingInterrupted, run_training
-
-    armed = {"on": True}
-
-    class StopAfterFirstEpoch(TrainerCallback):
-        def on_epoch_begin(self, args, state, control, **kw):
-            if armed["on"] and state.epoch and state.epoch >= 1:
-                raise TrainingInterrupted("simulated interrupt")
-
-    monkeypatch.setattr(training, "fit_transformer", _with_extra_callback(training.fit_transformer, StopAfterFirstEpoch()))
+    armed = interrupt_after_first_epoch(monkeypatch)
     cfg = load_config(
         None, tiny_overrides(tiny_corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0})
     )
@@ -213,6 +203,25 @@ def test_resume_continues_from_checkpoint(tiny_corpus, tiny_model_dir, mlflow_st
     assert rid == first
     assert c.get_run(rid).info.status == "FINISHED"
     assert [h.step for h in c.get_metric_history(rid, "train_loss")] == [1, 2, 3]  # epoch 1 was not trained again
+
+
+def interrupt_after_first_epoch(monkeypatch) -> dict:
+    """Training raises TrainingInterrupted when epoch 2 begins (as Ctrl-C or SIGTERM would) while the returned
+    switch's "on" is true; set it false to let a resumed run finish."""
+    from transformers import TrainerCallback
+
+    import train.models.trainer as training
+    from train.pipeline import TrainingInterrupted
+
+    armed = {"on": True}
+
+    class StopAfterFirstEpoch(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kw):
+            if armed["on"] and state.epoch and state.epoch >= 1:
+                raise TrainingInterrupted("simulated interrupt")
+
+    monkeypatch.setattr(training, "fit_transformer", _with_extra_callback(training.fit_transformer, StopAfterFirstEpoch()))
+    return armed
 
 
 def _with_extra_callback(fn, cb):

@@ -156,7 +156,8 @@ def _predict_local(
     encoding="utf-8",
 ):
     from train.inference import WorkLock, predict_file
-    from train.tracking.registry import load_for_predict, model_fingerprint
+    from train.models.card import model_fingerprint
+    from train.tracking.registry import load_for_predict
 
     WorkLock.check_free(Path(output))  # another run on this output: say so before downloading and loading a model
     stance, uri, version, dev, model_dir = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)

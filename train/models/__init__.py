@@ -16,7 +16,7 @@ from pathlib import Path
 
 from train.models.base import StanceEstimator, adjust_proba, fit_temperature
 from train.models.baseline import BaselineStance
-from train.models.card import MODEL_CARD, POOLINGS, ModelFileError, file_digests, read_card, write_card
+from train.models.card import MODEL_CARD, POOLINGS, ModelFileError, card_kind, file_digests, model_fingerprint, read_card, write_card
 from train.models.transformer import BackendError, TransformerStance
 
 ESTIMATORS = {"transformer": TransformerStance, "baseline": BaselineStance}
@@ -34,10 +34,9 @@ def load_stance_model(path, device: str | None = None, precision: str = "auto", 
     path = Path(path)
     if not (path / MODEL_CARD).is_file():
         raise FileNotFoundError(f"{path}: not a stance model directory (no {MODEL_CARD})")
-    kind = read_card(path)["kind"]  # validated here once more by the class's own load
-    return ESTIMATORS[kind].load(path, device=device, precision=precision, backend=backend, int8=int8, threads=threads)
+    return ESTIMATORS[card_kind(path)].load(path, device=device, precision=precision, backend=backend, int8=int8, threads=threads)
 
 
 __all__ = ["ESTIMATORS", "MODEL_CARD", "POOLINGS", "BackendError", "BaselineStance", "ModelFileError", "StanceEstimator",
-           "TransformerStance", "adjust_proba", "estimator_from_config", "file_digests", "fit_temperature", "load_stance_model",
+           "TransformerStance", "adjust_proba", "estimator_from_config", "file_digests", "fit_temperature", "load_stance_model", "model_fingerprint",
            "read_card", "write_card"]

@@ -6,6 +6,7 @@ remote code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,15 +31,37 @@ def write_card(path: Path, card: dict) -> None:
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def read_card(path: Path) -> dict:
-    """The card, checked against what the code can run and against the files next to it."""
-    card_path = Path(path) / MODEL_CARD
+def _card_with_kind(card_path: Path) -> dict:
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{card_path}: unreadable model card: {e}") from e
     if card.get("kind") not in ("transformer", "baseline"):
         raise ModelFileError(f"{card_path}: kind {card.get('kind')!r} is not one of transformer, baseline")
+    return card
+
+
+def card_kind(path: Path) -> str:
+    """Which estimator a saved directory holds; the rest of the card (and the files' digests) is checked by
+    `read_card` when that estimator loads it, so the weights are hashed once per load."""
+    return _card_with_kind(Path(path) / MODEL_CARD)["kind"]
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """One digest for a saved model's content: the card's own sha256, since the card lists every other file's sha256
+    (checked on load). A directory saved before cards held digests is hashed in full, card included. Keys the ONNX
+    export cache and binds `stance predict --resume` parts to the model."""
+    card = Path(model_dir) / MODEL_CARD
+    if "files" in json.loads(card.read_text(encoding="utf-8")):
+        return sha256_file(card)[:24]
+    listing = {**file_digests(Path(model_dir)), MODEL_CARD: sha256_file(card)}
+    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def read_card(path: Path) -> dict:
+    """The card, checked against what the code can run and against the files next to it."""
+    card_path = Path(path) / MODEL_CARD
+    card = _card_with_kind(card_path)
     # The head's outputs are in training order, which is always LABELS: another order here would swap classes.
     if card.get("labels") != list(LABELS):
         raise ModelFileError(f"{card_path}: labels {card.get('labels')!r} must be {list(LABELS)!r} in this order")

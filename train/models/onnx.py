@@ -23,20 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from train.models.card import model_fingerprint
+
 from train.runtime import cpu_cores, onnx_cache_dir
 
 FUSABLE_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")  # layouts onnxruntime's "bert" optimizer recognises
-
-
-def model_digest(model_dir: Path) -> str:
-    """Content digest of every file of a saved model directory (weights, head, tokenizer, card)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(model_dir)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()[:24]
 
 
 def _logits_only(module):
@@ -123,7 +114,7 @@ def onnx_classifier(model, model_dir: Path, int8: bool = False, threads: int = 0
         import onnxruntime  # noqa: F401
     except ImportError as e:
         raise RuntimeError("the onnx backend needs onnxruntime and onnx: pip install 'stance-lab[onnx]'") from e
-    path = onnx_cache_dir() / model_digest(model_dir) / ("model-int8.onnx" if int8 else "model.onnx")
+    path = onnx_cache_dir() / model_fingerprint(model_dir) / ("model-int8.onnx" if int8 else "model.onnx")
     if not path.is_file():
         export_onnx(model, path, int8=int8)
     return OnnxClassifier(path, threads)

@@ -4,15 +4,12 @@ to a local stance model directory, its registry version, and loaded with the cho
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import yaml
 
-from train.formats import sha256_file
 from train.inference.rows import InferenceError
-from train.models import MODEL_CARD, BackendError, file_digests, load_stance_model
+from train.models import MODEL_CARD, BackendError, load_stance_model
 from train.runtime import pick_device, set_threads
 from train.tracking.store import describe_store, setup_tracking
 
@@ -128,13 +125,3 @@ def registered_model_run(spec: str) -> str:
         return MlflowClient().get_model_version(name, version).run_id if version else ""
     except MlflowException as e:
         raise LookupError(f"{spec}: not in the registry: {e.message}") from e
-
-
-def model_fingerprint(model_dir: Path) -> str:
-    """A digest of the model's files, so that a model retrained into the same directory (same names, same sizes) never
-    resumes another model's parts. The card lists every file's sha256 (checked when the model was loaded), so its
-    own digest stands for them all; a directory saved before cards held digests is hashed in full."""
-    card = Path(model_dir) / MODEL_CARD
-    if "files" in json.loads(card.read_text(encoding="utf-8")):
-        return sha256_file(card)[:16]
-    return hashlib.sha256(json.dumps(file_digests(Path(model_dir)), sort_keys=True).encode()).hexdigest()[:16]
