@@ -10,5 +10,5 @@ PY=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
   || python -m pip install -q torch==2.13.0
-python -m pip install -q -c .ci/constraints.txt -e ".[test]"
+python -m pip install -q -c .ci/constraints.txt -e ".[test,notebooks]"
 echo "setup: $(python -c 'import torch, transformers, mlflow; print("torch", torch.__version__, "| transformers", transformers.__version__, "| mlflow", mlflow.__version__)')"
