@@ -288,3 +288,24 @@ def test_many_workers_on_a_fresh_sqlite_storage_do_not_crash(tmp_path):
     study = load_study(url, "hammer")
     assert len(study.trials) == 60 and sorted(t.number for t in study.trials) == list(range(60))
     assert all(t.state.name == "COMPLETE" and len(t.intermediate_values) == 3 for t in study.trials)
+
+
+def test_a_time_budget_stops_starting_trials(tiny_corpus, mlflow_store):
+    """tune.timeout_minutes: the worker starts no trial after the budget (the running one finishes), far fewer than asked."""
+    from train.cli import app
+
+    base = tiny_overrides(tiny_corpus, "unused", **{"model.kind": "baseline"})
+    started = time.time()
+    result = CliRunner().invoke(
+        app, ["tune", str(REPO / "configs/default.yaml"), *base, C_SPACE, "tune.timeout_minutes=0.02", "--trials", "50"]
+    )
+    assert result.exit_code == 0, result.output
+    client = tracking_client()
+    exp = client.get_experiment_by_name("test-exp")
+    parent = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("stance.tune") == "true")
+    n = len(children_of(client, parent.info.run_id))
+    assert 1 <= n < 50 and parent.data.params["tune.timeout_minutes"] == "0.02"
+    # every trial but the last started within the budget; a 50-trial search of baselines takes minutes
+    assert time.time() - started < 60
+    with pytest.raises(ConfigError, match=r"tune.timeout_minutes: 0.0 is out of range; valid: a number of minutes > 0"):
+        load_config(None, ["tune.timeout_minutes=0"])

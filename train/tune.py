@@ -306,6 +306,7 @@ def run_tune(
                 "tune.study": name,
                 "tune.max_train_rows": cfg.tune.max_train_rows,
                 "tune.seed": cfg.tune.seed,
+                "tune.timeout_minutes": cfg.tune.timeout_minutes,
                 "tune.space": json.dumps(cfg.tune.space, sort_keys=True)[:500],
                 "n_train": len(parts["train"]),
                 "n_val": len(parts["val"]),
@@ -321,7 +322,8 @@ def run_tune(
             return value
 
         # exceptions other than pruning stop the search: a trial that fails on a bug or bad data would fail again
-        study.optimize(objective, n_trials=n_trials, gc_after_trial=True)
+        timeout = cfg.tune.timeout_minutes * 60 if cfg.tune.timeout_minutes else None
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=True)
         study_trials = study.get_trials(deepcopy=False)
         table_df = trials_frame(study_trials, cfg.tune.space)
         run_log.log_table(table_df, "tune/trials.json")

@@ -96,6 +96,8 @@ class TuneConfig:
     prune_on: str | None = None  # per-epoch metric reported to the pruner (None: val_<the objective's metric name>)
     max_train_rows: int | None = None  # trials train on this many rows (data.max_train_rows); the printed command on all
     seed: int | None = None  # sampler seed: a reproducible single-worker search (leave null with several workers)
+    # this worker starts no new trial after this many minutes (the running one finishes): a search sized to a time budget
+    timeout_minutes: float | None = None
 
 
 @dataclass
@@ -141,4 +143,5 @@ RANGES = {
     "tune.trials": (lambda v: v >= 1, "an integer >= 1"),
     "tune.pruner_startup_trials": (lambda v: v >= 0, "an integer >= 0"),
     "tune.max_train_rows": (lambda v: v is None or v >= 1, "an integer >= 1, or null (all rows)"),
+    "tune.timeout_minutes": (lambda v: v is None or v > 0, "a number of minutes > 0, or null (no time limit)"),
 }
