@@ -21,9 +21,22 @@ from train.schema import split_for_id
 
 
 def make_pool(path: Path, n: int = 6, **extra) -> Path:
-    rows = [{"id": f"p{i}", "text": f"statement {i} on the talks in Baku", "speaker": f"speaker {i}", "date": "2025-07-2" + str(i),
-             "channel": "telegram", "pred_stance": "hostile", "pred_confidence": 0.81, "prob_conciliatory": 0.04,
-             "prob_neutral": 0.15, "prob_hostile": 0.81, **extra} for i in range(n)]
+    rows = [
+        {
+            "id": f"p{i}",
+            "text": f"statement {i} on the talks in Baku",
+            "speaker": f"speaker {i}",
+            "date": "2025-07-2" + str(i),
+            "channel": "telegram",
+            "pred_stance": "hostile",
+            "pred_confidence": 0.81,
+            "prob_conciliatory": 0.04,
+            "prob_neutral": 0.15,
+            "prob_hostile": 0.81,
+            **extra,
+        }
+        for i in range(n)
+    ]
     return write_jsonl(path, rows)
 
 
@@ -170,7 +183,9 @@ def server(tmp_path, pool):
 
 
 def call(url, path, body=None):
-    req = urllib.request.Request(url + path, data=None if body is None else json.dumps(body).encode(), method="POST" if body is not None else "GET")
+    req = urllib.request.Request(
+        url + path, data=None if body is None else json.dumps(body).encode(), method="POST" if body is not None else "GET"
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
@@ -218,8 +233,12 @@ def test_long_form_and_resolution(tmp_path, pool):
     s = labeled_store(tmp_path)
     rows = long_rows(s)
     assert [(r["id"], r["annotator"], r["stance"]) for r in rows] == [
-        ("p0", "anna", "hostile"), ("p0", "ben", "hostile"), ("p1", "anna", "neutral"), ("p1", "ben", "hostile"),
-        ("p2", "ben", "conciliatory")]
+        ("p0", "anna", "hostile"),
+        ("p0", "ben", "hostile"),
+        ("p1", "anna", "neutral"),
+        ("p1", "ben", "hostile"),
+        ("p2", "ben", "conciliatory"),
+    ]
     decided, disputed = resolve(s)
     assert sorted(decided) == ["p0", "p2"] and [d["id"] for d in disputed] == ["p1"]
     assert disputed[0]["reason"] == "disagreement: anna: neutral, ben: hostile"
@@ -240,7 +259,13 @@ def test_corpus_export_writes_valid_rows(tmp_path, pool):
     rows = [json.loads(x) for x in target.read_text().splitlines()]
     assert [(r["id"], r["stance"]) for r in rows] == [("ann-p0", "hostile"), ("ann-p2", "conciliatory")]
     r = rows[0]
-    assert (r["source"], r["language"], r["speaker"], r["speaker_group"], r["date"]) == ("annotated", "en", "speaker 0", "other", "2025-07-20")
+    assert (r["source"], r["language"], r["speaker"], r["speaker_group"], r["date"]) == (
+        "annotated",
+        "en",
+        "speaker 0",
+        "other",
+        "2025-07-20",
+    )
     assert r["split"] == split_for_id("ann-p0") and "annotated by anna" in r["notes"] and "ben" in r["notes"]
     from train.data import validate
 
@@ -278,14 +303,45 @@ def test_cli_export_end_to_end(tmp_path, pool):
     labeled_store(tmp_path).close()
     labeled = tmp_path / "labeled"
     write_jsonl(labeled / "statements.jsonl", make_rows(2))
-    out = CliRunner().invoke(cli, ["label", "export", str(tmp_path / "st"), "--long", str(tmp_path / "long.csv"),
-                                   "--disagreements", str(tmp_path / "dis.csv"), "--corpus", str(labeled / "statements_annotated_t.jsonl"),
-                                   "--pool", str(pool.path), "--set", "speaker_group=other", "--id-prefix", "ann-"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "label",
+            "export",
+            str(tmp_path / "st"),
+            "--long",
+            str(tmp_path / "long.csv"),
+            "--disagreements",
+            str(tmp_path / "dis.csv"),
+            "--corpus",
+            str(labeled / "statements_annotated_t.jsonl"),
+            "--pool",
+            str(pool.path),
+            "--set",
+            "speaker_group=other",
+            "--id-prefix",
+            "ann-",
+        ],
+    )
     assert out.exit_code == 0, out.output
-    assert (tmp_path / "long.csv").read_text().splitlines()[0] == "id,annotator,stance,borderline,suggestion_shown,seconds,note,time"
-    assert (tmp_path / "dis.csv").read_text().splitlines() == ["id,reason", "p1,\"disagreement: anna: neutral, ben: hostile\""]
+    assert (tmp_path / "long.csv").read_text().splitlines()[
+        0
+    ] == "id,annotator,stance,borderline,suggestion_shown,seconds,note,time"
+    assert (tmp_path / "dis.csv").read_text().splitlines() == ["id,reason", 'p1,"disagreement: anna: neutral, ben: hostile"']
     assert read_order(tmp_path / "dis.csv", pool).ids == ["p1"]  # the list --adjudicate takes
     assert CliRunner().invoke(cli, ["data", "validate", str(labeled)]).exit_code == 0
-    bad = CliRunner().invoke(cli, ["label", "export", str(tmp_path / "st"), "--corpus", str(tmp_path / "x.jsonl"), "--pool",
-                                   str(make_pool(tmp_path / "nolang.jsonl")), "--set", "speaker_group=other"])
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "label",
+            "export",
+            str(tmp_path / "st"),
+            "--corpus",
+            str(tmp_path / "x.jsonl"),
+            "--pool",
+            str(make_pool(tmp_path / "nolang.jsonl")),
+            "--set",
+            "speaker_group=other",
+        ],
+    )
     assert bad.exit_code == 2 and "nolang.jsonl:1: field 'language'" in bad.output and not (tmp_path / "x.jsonl").exists()

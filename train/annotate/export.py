@@ -40,8 +40,11 @@ def write_rows(rows: list[dict], columns, path: Path) -> Path:
 
 def long_rows(store: Store) -> list[dict]:
     """The labels in effect of every annotator (adjudicators excluded: they would count as one more annotator)."""
-    rows = [{c: e.get(c) for c in LONG_COLUMNS} | {"id": rid, "annotator": who}
-            for (who, role), labels in store.current("annotator").items() for rid, e in labels.items()]
+    rows = [
+        {c: e.get(c) for c in LONG_COLUMNS} | {"id": rid, "annotator": who}
+        for (who, role), labels in store.current("annotator").items()
+        for rid, e in labels.items()
+    ]
     return sorted(rows, key=lambda r: (r["id"], r["annotator"]))
 
 
@@ -65,19 +68,26 @@ def resolve(store: Store, annotators: list[str] | None = None) -> tuple[dict[str
         summary = ", ".join(f"{who}: {e['stance']}" for who, e in sorted(votes.items()))
         if rid in adjudicated:
             a = adjudicated[rid]
-            decided[rid] = {"stance": a["stance"], "borderline": a["borderline"],
-                            "notes": f"adjudicated by {a['annotator']} ({a['time']})" + (f" over {summary}" if summary else "")
-                            + _extra(a)}
+            decided[rid] = {
+                "stance": a["stance"],
+                "borderline": a["borderline"],
+                "notes": f"adjudicated by {a['annotator']} ({a['time']})" + (f" over {summary}" if summary else "") + _extra(a),
+            }
         elif len({e["stance"] for e in votes.values()}) == 1:
             first = next(iter(votes.values()))
             who = ", ".join(f"{w} ({e['time']})" for w, e in sorted(votes.items()))
             how = "unanimous, " if len(votes) > 1 else ""
-            decided[rid] = {"stance": first["stance"], "borderline": any(e["borderline"] for e in votes.values()),
-                            "notes": f"annotated by {who}" + (f"; {how}{len(votes)} annotators" if how else "")
-                            + "".join(_extra(e) for e in votes.values())}
+            decided[rid] = {
+                "stance": first["stance"],
+                "borderline": any(e["borderline"] for e in votes.values()),
+                "notes": f"annotated by {who}"
+                + (f"; {how}{len(votes)} annotators" if how else "")
+                + "".join(_extra(e) for e in votes.values()),
+            }
         else:
-            disagreements.append({"id": rid, "reason": f"disagreement: {summary}"} |
-                                 {"labels": {w: e["stance"] for w, e in votes.items()}})
+            disagreements.append(
+                {"id": rid, "reason": f"disagreement: {summary}"} | {"labels": {w: e["stance"] for w, e in votes.items()}}
+            )
     return decided, disagreements
 
 
@@ -98,14 +108,17 @@ def _value(row_values: dict, name: str, defaults: dict[str, str]):
     return v if v is None or isinstance(v, str) else str(v)
 
 
-def corpus_rows(pool: Pool, decided: dict[str, dict], defaults: dict[str, str], id_prefix: str = "",
-                detect_language: bool = False) -> list[tuple[dict, object]]:
+def corpus_rows(
+    pool: Pool, decided: dict[str, dict], defaults: dict[str, str], id_prefix: str = "", detect_language: bool = False
+) -> list[tuple[dict, object]]:
     """(corpus row, pool row) for each decided statement, in pool order; a decided id missing from the pool is an error
     (the wrong pool file was given)."""
     missing = sorted(set(decided) - set(pool.by_id))
     if missing:
-        raise AnnotateError(f"{pool.path}: {len(missing)} labeled id(s) are not in this pool "
-                            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); pass the pool that was labeled")
+        raise AnnotateError(
+            f"{pool.path}: {len(missing)} labeled id(s) are not in this pool "
+            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); pass the pool that was labeled"
+        )
     out = []
     for prow in pool.rows:
         if prow.id not in decided:

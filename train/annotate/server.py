@@ -44,15 +44,18 @@ class App:
             "id": rid,
             "text": row.values[self.pool.text_column],
             "headline": {k: shown[k] for k in HEADLINE if k in shown},
-            "context": [[k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)]
-                        for k, v in shown.items() if k not in HEADLINE],
+            "context": [
+                [k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)] for k, v in shown.items() if k not in HEADLINE
+            ],
             "reason": self.order.reasons.get(rid, ""),
             "has_suggestion": any(row.values.get(c) not in (None, "") for c in SUGGESTION_COLUMNS),
         }
         if self.role == "adjudicator":  # the adjudicator settles a disagreement: the annotators' labels are the point
-            item["labels"] = [{"annotator": who, "stance": e["stance"], "borderline": e["borderline"], "note": e["note"]}
-                              for (who, _), labels in sorted(self.store.current("annotator").items())
-                              if (e := labels.get(rid))]
+            item["labels"] = [
+                {"annotator": who, "stance": e["stance"], "borderline": e["borderline"], "note": e["note"]}
+                for (who, _), labels in sorted(self.store.current("annotator").items())
+                if (e := labels.get(rid))
+            ]
         return item
 
     def state(self, annotator: str) -> dict:
@@ -96,9 +99,16 @@ class App:
             if method == "GET" and path == "/api/suggestion" and rid:
                 return 200, self.suggestion(rid, who)
             if method == "POST" and path == "/api/label" and rid:
-                self.store.label(rid, who, body.get("stance"), role=self.role, borderline=bool(body.get("borderline")),
-                                 note=str(body.get("note") or ""), suggestion_shown=bool(body.get("suggestion_shown")),
-                                 seconds=body.get("seconds"))
+                self.store.label(
+                    rid,
+                    who,
+                    body.get("stance"),
+                    role=self.role,
+                    borderline=bool(body.get("borderline")),
+                    note=str(body.get("note") or ""),
+                    suggestion_shown=bool(body.get("suggestion_shown")),
+                    seconds=body.get("seconds"),
+                )
                 return 200, self.state(who)
             if method == "POST" and path == "/api/undo":
                 undone = self.store.undo(who, self.role)

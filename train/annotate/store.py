@@ -83,8 +83,9 @@ class Store:
         except BlockingIOError:
             owner = os.read(fd, 200).decode(errors="replace")
             os.close(fd)
-            raise AnnotateError(f"{self.dir}: another `stance label` server uses this store ({owner}); "
-                                "open that one, or stop it first") from None
+            raise AnnotateError(
+                f"{self.dir}: another `stance label` server uses this store ({owner}); open that one, or stop it first"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}, since {now()}".encode())
         self._lock_fd = fd
@@ -123,8 +124,10 @@ class Store:
                 event = json.loads(raw)
                 self._apply(event)
             except (ValueError, KeyError, TypeError, AssertionError) as e:
-                raise AnnotateError(f"{self.path}:{n}: corrupt event ({e}); the log is append-only: "
-                                    "restore the file from a backup or remove this line by hand") from None
+                raise AnnotateError(
+                    f"{self.path}:{n}: corrupt event ({e}); the log is append-only: "
+                    "restore the file from a backup or remove this line by hand"
+                ) from None
 
     # -- state -----------------------------------------------------------------------------------------------------
 
@@ -173,14 +176,34 @@ class Store:
 
     # -- actions ---------------------------------------------------------------------------------------------------
 
-    def label(self, rid: str, annotator: str, stance: str, *, role: str = "annotator", borderline: bool = False,
-              note: str = "", suggestion_shown: bool = False, seconds: float | None = None) -> dict:
+    def label(
+        self,
+        rid: str,
+        annotator: str,
+        stance: str,
+        *,
+        role: str = "annotator",
+        borderline: bool = False,
+        note: str = "",
+        suggestion_shown: bool = False,
+        seconds: float | None = None,
+    ) -> dict:
         if stance not in LABELS:
             raise AnnotateError(f"stance {stance!r}: expected one of {', '.join(LABELS)}")
         shown = bool(suggestion_shown) or rid in self.track(annotator, role).revealed
-        return self.append({"event": "label", "id": rid, "annotator": annotator, "role": role, "stance": stance,
-                            "borderline": bool(borderline), "note": str(note or "").strip(), "suggestion_shown": shown,
-                            "seconds": None if seconds is None else round(float(seconds), 1)})
+        return self.append(
+            {
+                "event": "label",
+                "id": rid,
+                "annotator": annotator,
+                "role": role,
+                "stance": stance,
+                "borderline": bool(borderline),
+                "note": str(note or "").strip(),
+                "suggestion_shown": shown,
+                "seconds": None if seconds is None else round(float(seconds), 1),
+            }
+        )
 
     def undo(self, annotator: str, role: str = "annotator") -> dict | None:
         """Revert the annotator's last label in effect; None when there is nothing to undo."""

@@ -22,8 +22,11 @@ class _ServeByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-label_app = typer.Typer(cls=_ServeByDefault, no_args_is_help=True,
-                        help="Label statements in a local web app; export the labels (long form, corpus rows).")
+label_app = typer.Typer(
+    cls=_ServeByDefault,
+    no_args_is_help=True,
+    help="Label statements in a local web app; export the labels (long form, corpus rows).",
+)
 
 
 def _store_dir(store: Optional[Path], pool: Path) -> Path:
@@ -37,10 +40,16 @@ def serve_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help="Store folder (default: annotations/<pool name>)."),
     port: int = typer.Option(8765, "--port", "-p", help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes the app to your network)."),
-    order: str = typer.Option("file", "--order", help="`file` (pool order) or a file with an `id` column (+ `reason`): "
-                              "`stance select` output, a label-problems report."),
-    adjudicate: Optional[Path] = typer.Option(None, "--adjudicate", help="A disagreement list (`stance label export "
-                                              "--disagreements`): label these as adjudicator; your label decides."),
+    order: str = typer.Option(
+        "file",
+        "--order",
+        help="`file` (pool order) or a file with an `id` column (+ `reason`): `stance select` output, a label-problems report.",
+    ),
+    adjudicate: Optional[Path] = typer.Option(
+        None,
+        "--adjudicate",
+        help="A disagreement list (`stance label export --disagreements`): label these as adjudicator; your label decides.",
+    ),
     id_column: str = typer.Option("id", "--id-column", help="The pool's id column."),
     text_column: str = typer.Option("text", "--text-column", help="The pool's text column."),
     guidelines: Path = typer.Option(None, "--guidelines", help="Guidelines to show (default: labeled/GUIDELINES.md)."),
@@ -59,11 +68,20 @@ def serve_cmd(
     except AnnotateError as e:
         fail(str(e))
     if the_store.torn_tail:
-        typer.secho(f"warning: cut an unfinished last line off {the_store.path} (a crash mid-write; never acknowledged)",
-                    fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"warning: cut an unfinished last line off {the_store.path} (a crash mid-write; never acknowledged)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     local = Path("labeled/GUIDELINES.md")
-    app = App(the_pool, the_order, the_store, annotator, "adjudicator" if adjudicate else "annotator",
-              guidelines or (local if local.is_file() else DEFAULT_LABELED_DIR / "GUIDELINES.md"))
+    app = App(
+        the_pool,
+        the_order,
+        the_store,
+        annotator,
+        "adjudicator" if adjudicate else "annotator",
+        guidelines or (local if local.is_file() else DEFAULT_LABELED_DIR / "GUIDELINES.md"),
+    )
     try:
         server = make_server(app, host, port)
     except AnnotateError as e:
@@ -72,8 +90,10 @@ def serve_cmd(
     url = f"http://{host}:{server.server_address[1]}/"
     progress = the_store.progress(the_order.ids, annotator, app.role)
     typer.echo(f"stance label: {url}?annotator={annotator}  (Ctrl-C to stop)")
-    typer.echo(f"pool: {pool} ({len(the_pool.rows)} statements), order: {the_order.source}, "
-               f"{annotator}: {progress['done']} of {progress['total']} labeled; store: {the_store.path}")
+    typer.echo(
+        f"pool: {pool} ({len(the_pool.rows)} statements), order: {the_order.source}, "
+        f"{annotator}: {progress['done']} of {progress['total']} labeled; store: {the_store.path}"
+    )
     old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         server.serve_forever()
@@ -100,16 +120,31 @@ def _defaults(pairs: List[str]) -> dict[str, str]:
 @label_app.command("export")
 def export_cmd(
     store: Path = typer.Argument(..., help="The store folder `stance label` wrote (annotations/<pool name>)."),
-    long: Optional[Path] = typer.Option(None, "--long", help="Write every label in effect, one row per statement and "
-                                        "annotator (id, annotator, stance, ...), .csv or .jsonl: `stance agreement` reads it."),
-    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Write decided statements as corpus rows, e.g. "
-                                          "labeled/statements_annotated_<name>.jsonl (validated first; all or nothing)."),
+    long: Optional[Path] = typer.Option(
+        None,
+        "--long",
+        help="Write every label in effect, one row per statement and "
+        "annotator (id, annotator, stance, ...), .csv or .jsonl: `stance agreement` reads it.",
+    ),
+    corpus: Optional[Path] = typer.Option(
+        None,
+        "--corpus",
+        help="Write decided statements as corpus rows, e.g. "
+        "labeled/statements_annotated_<name>.jsonl (validated first; all or nothing).",
+    ),
     pool: Optional[Path] = typer.Option(None, "--pool", help="The pool that was labeled (needed with --corpus)."),
-    disagreements: Optional[Path] = typer.Option(None, "--disagreements", help="Write the statements whose annotators "
-                                                 "disagree (id, reason): `stance label POOL --adjudicate FILE` settles them."),
+    disagreements: Optional[Path] = typer.Option(
+        None,
+        "--disagreements",
+        help="Write the statements whose annotators disagree (id, reason): `stance label POOL --adjudicate FILE` settles them.",
+    ),
     annotators: Optional[List[str]] = typer.Option(None, "--annotator", help="Count only these annotators' labels."),
-    defaults: Optional[List[str]] = typer.Option(None, "--set", help="KEY=VALUE for values the pool lacks: language, "
-                                                 "speaker, speaker_group, date, register (e.g. --set speaker_group=other)."),
+    defaults: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="KEY=VALUE for values the pool lacks: language, "
+        "speaker, speaker_group, date, register (e.g. --set speaker_group=other).",
+    ),
     id_prefix: str = typer.Option("", "--id-prefix", help="Prefix for corpus ids (e.g. ann-tg-), unique across labeled/."),
     detect_language: bool = typer.Option(False, "--detect-language", help="Detect a missing language (lingua; noted)."),
     id_column: str = typer.Option("id", "--id-column", help="The pool's id column."),
@@ -142,8 +177,7 @@ def export_cmd(
             _, warnings = write_corpus(rows, the_pool, corpus)
             for w in warnings:
                 typer.echo(f"warning: {w}", err=True)
-            typer.echo(f"wrote {corpus}: {len(rows)} statements (source: annotated); "
-                       f"{len(disputed)} left out as disagreements")
+            typer.echo(f"wrote {corpus}: {len(rows)} statements (source: annotated); {len(disputed)} left out as disagreements")
             for d in disputed[:20]:
                 typer.echo(f"  {d['id']}: {d['reason']}", err=True)
     except AnnotateError as e:

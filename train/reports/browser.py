@@ -93,11 +93,16 @@ class DevToolsPage:
             os.dup2(high[0], 3)  # dup2 clears close-on-exec: these two survive the exec
             os.dup2(high[1], 4)
 
-        argv = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe",
-                f"--window-size={window[0]},{window[1]}", "about:blank"]
+        argv = [
+            exe,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={self._profile.name}",
+            "--remote-debugging-pipe",
+            f"--window-size={window[0]},{window[1]}",
+            "about:blank",
+        ]
         # close_fds=False: only descriptors marked inheritable pass (PEP 446), i.e. the two that wire() makes
-        self.proc = subprocess.Popen(argv, close_fds=False, preexec_fn=wire, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, close_fds=False, preexec_fn=wire, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child)
         os.close(from_child)
         self._buf, self._next_id = b"", 0
