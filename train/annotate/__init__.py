@@ -9,7 +9,7 @@ readers, language detection) and ``data`` (the corpus validator); nothing import
 from train.annotate.export import corpus_rows, long_rows, resolve, write_corpus, write_rows
 from train.annotate.pool import AnnotateError, Order, Pool, read_order, read_pool
 from train.annotate.server import App, make_server
-from train.annotate.store import Store, check_name
+from train.annotate.store import Store, check_name, open_stores
 
 __all__ = [
     "AnnotateError",
@@ -21,6 +21,7 @@ __all__ = [
     "corpus_rows",
     "long_rows",
     "make_server",
+    "open_stores",
     "read_order",
     "read_pool",
     "resolve",

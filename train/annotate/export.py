@@ -184,4 +184,4 @@ def _explain(problem, rows, pool: Pool) -> str:
         hint = f" (from the pool's {problem.field!r} column or --set {problem.field}=...)"
         if problem.field == "language":
             hint = " (from the pool's 'language' / 'detected_language' column, --set language=xx or --detect-language)"
-    return f"{pool.where(prow)}: field '{problem.field}': {problem.message}{hint} [id {row['id']!r}]"
+    return f"{prow.where}: field '{problem.field}': {problem.message}{hint} [id {row['id']!r}]"

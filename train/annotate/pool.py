@@ -27,8 +27,14 @@ HIDDEN_COLUMNS = ("pred_error", *RUN_COLUMNS, "split")  # bookkeeping of predict
 @dataclass
 class PoolRow:
     id: str
+    path: Path  # the file it came from (a pool may be a folder of files, e.g. labeled/ for a review)
     line: int  # 1-based line of the file (CSV, JSONL) or row number (Parquet)
     values: dict
+
+    @property
+    def where(self) -> str:
+        parquet = self.path.suffix.lower() in (".parquet", ".pq")
+        return f"{self.path}: row {self.line}" if parquet else f"{self.path}:{self.line}"
 
 
 @dataclass
@@ -38,10 +44,6 @@ class Pool:
     columns: list[str]
     rows: list[PoolRow]
     by_id: dict[str, PoolRow] = field(default_factory=dict)
-
-    def where(self, row: PoolRow) -> str:
-        unit = "row" if file_format(self.path, "pool") == "parquet" else "line"
-        return f"{self.path}:{row.line}" if unit == "line" else f"{self.path}: row {row.line}"
 
 
 def _plain(v):
@@ -115,30 +117,42 @@ def _id_text(value) -> str | None:
     return str(value).strip() or None
 
 
+def pool_files(path: Path) -> list[Path]:
+    """A file, or a folder's *.jsonl, *.csv and *.parquet files (sorted, not recursive)."""
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in (".jsonl", ".csv", ".parquet"))
+        if not files:
+            raise AnnotateError(f"{path}: a folder without *.jsonl, *.csv or *.parquet files")
+        return files
+    return [path]
+
+
 def read_pool(path: Path, id_column: str = "id", text_column: str = "text") -> Pool:
     """Every row of the pool, keyed by its id (unique, non-empty: exports and agreement refer to statements by id)."""
     path = Path(path)
-    columns, records = read_table(path)
-    if not records:
+    pool = Pool(path, text_column, [], [])
+    for f in pool_files(path):
+        columns, records = read_table(f)
+        pool.columns += [c for c in columns if c not in pool.columns]
+        for name in (id_column, text_column):
+            if records and name not in columns:
+                option = "--id-column" if name == id_column else "--text-column"
+                raise AnnotateError(f"{f}: no {name!r} column (columns: {', '.join(columns)}); pass {option}")
+        for line, rec in records:
+            row = PoolRow("", f, line, rec)
+            rid = _id_text(rec.get(id_column))
+            if rid is None:
+                raise AnnotateError(f"{row.where}: field {id_column!r}: empty or not an id ({rec.get(id_column)!r})")
+            if rid in pool.by_id:
+                raise AnnotateError(f"{row.where}: field {id_column!r}: duplicate id {rid!r} (also at {pool.by_id[rid].where})")
+            text = rec.get(text_column)
+            if not isinstance(text, str) or not text.strip():
+                raise AnnotateError(f"{row.where}: field {text_column!r}: no text to label ({text!r})")
+            row.id, row.values = rid, {**rec, id_column: rid}
+            pool.rows.append(row)
+            pool.by_id[rid] = row
+    if not pool.rows:
         raise AnnotateError(f"{path}: no rows")
-    for name in (id_column, text_column):
-        if name not in columns:
-            option = "--id-column" if name == id_column else "--text-column"
-            raise AnnotateError(f"{path}: no {name!r} column (columns: {', '.join(columns)}); pass {option}")
-    pool = Pool(path, text_column, columns, [])
-    for line, rec in records:
-        rid = _id_text(rec.get(id_column))
-        where = f"{path}:{line}" if file_format(path, "pool") != "parquet" else f"{path}: row {line}"
-        if rid is None:
-            raise AnnotateError(f"{where}: field {id_column!r}: empty or not an id ({rec.get(id_column)!r})")
-        if rid in pool.by_id:
-            raise AnnotateError(f"{where}: field {id_column!r}: duplicate id {rid!r} (also at line {pool.by_id[rid].line})")
-        text = rec.get(text_column)
-        if not isinstance(text, str) or not text.strip():
-            raise AnnotateError(f"{where}: field {text_column!r}: no text to label ({text!r})")
-        row = PoolRow(rid, line, {**rec, id_column: rid})
-        pool.rows.append(row)
-        pool.by_id[rid] = row
     return pool
 
 

@@ -35,10 +35,12 @@ class App:
 
     def __post_init__(self):
         self.lock = threading.Lock()  # one writer at a time: the log's order is the order labels were given
+        # reviewing corpus rows (the pool has a `stance`): their notes explain the label, so they are hidden with it
+        self.answer_columns = (*SUGGESTION_COLUMNS, "notes") if "stance" in self.pool.columns else SUGGESTION_COLUMNS
 
     def item(self, rid: str) -> dict:
         row = self.pool.by_id[rid]
-        skip = {self.pool.text_column, "id", *SUGGESTION_COLUMNS, *HIDDEN_COLUMNS}
+        skip = {self.pool.text_column, "id", *self.answer_columns, *HIDDEN_COLUMNS}
         shown = {k: v for k, v in row.values.items() if k not in skip and v not in (None, "")}
         item = {
             "id": rid,
@@ -48,7 +50,7 @@ class App:
                 [k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)] for k, v in shown.items() if k not in HEADLINE
             ],
             "reason": self.order.reasons.get(rid, ""),
-            "has_suggestion": any(row.values.get(c) not in (None, "") for c in SUGGESTION_COLUMNS),
+            "has_suggestion": any(row.values.get(c) not in (None, "") for c in self.answer_columns),
         }
         if self.role == "adjudicator":  # the adjudicator settles a disagreement: the annotators' labels are the point
             item["labels"] = [
@@ -73,7 +75,7 @@ class App:
     def suggestion(self, rid: str, annotator: str) -> dict:
         values = self.pool.by_id[rid].values
         self.store.reveal(rid, annotator, self.role)
-        return {c: values.get(c) for c in SUGGESTION_COLUMNS if values.get(c) not in (None, "")}
+        return {c: values.get(c) for c in self.answer_columns if values.get(c) not in (None, "")}
 
     def guidelines_html(self) -> str:
         if self.guidelines is None or not self.guidelines.is_file():
@@ -121,6 +123,7 @@ class App:
 
 class _Handler(BaseHTTPRequestHandler):
     app: App  # set on the subclass made by make_server
+    allowed_hosts: frozenset[str] = frozenset()  # Host names accepted (only checked when bound to loopback)
 
     def log_message(self, *args):  # quiet: the terminal belongs to the person labeling
         pass
@@ -136,11 +139,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlparse(self.path)
+        host = self.headers.get("Host", "").rsplit(":", 1)[0].strip("[]")
+        if self.allowed_hosts and host not in self.allowed_hosts:  # DNS rebinding: another name pointed at 127.0.0.1
+            return self._send(403, {"error": f"host {host!r} not allowed; open http://127.0.0.1:<port>/"})
         if method == "GET" and url.path in ("/", "/index.html"):
             return self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
             body = {}
+            if method == "POST" and not self.headers.get("Content-Type", "").startswith("application/json"):
+                # a page on another site can POST text/plain to localhost without asking; JSON needs CORS, which we never grant
+                return self._send(415, {"error": "POST application/json"})
             if method == "POST":
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw or b"{}")
@@ -162,7 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def make_server(app: App, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """The bound server (port 0: a free one; `server.server_address[1]` says which). Call serve_forever() on it."""
-    handler = type("Handler", (_Handler,), {"app": app})
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    allowed = frozenset({"127.0.0.1", "localhost", "::1"}) if loopback else frozenset()
+    handler = type("Handler", (_Handler,), {"app": app, "allowed_hosts": allowed})
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as e:

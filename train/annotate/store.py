@@ -233,3 +233,17 @@ class Store:
     def current(self, role: str | None = None) -> dict[tuple[str, str], dict[str, dict]]:
         """(annotator, role) -> id -> the label event in effect."""
         return {k: t.labels() for k, t in self.tracks.items() if role is None or k[1] == role}
+
+
+def open_stores(directories: list[Path]) -> Store:
+    """Several stores read as one (e.g. each annotator labeled on their own machine). The same annotator in the same
+    role in two stores would be two histories of one person: refused rather than guessed."""
+    merged = Store(directories[0])
+    for d in directories[1:]:
+        other = Store(d)
+        for key, track in other.tracks.items():
+            if key in merged.tracks:
+                raise AnnotateError(f"{d}: {key[1]} {key[0]!r} also labeled in another store given; export them separately")
+            merged.tracks[key] = track
+        merged.events += other.events
+    return merged

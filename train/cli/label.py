@@ -119,7 +119,10 @@ def _defaults(pairs: List[str]) -> dict[str, str]:
 
 @label_app.command("export")
 def export_cmd(
-    store: Path = typer.Argument(..., help="The store folder `stance label` wrote (annotations/<pool name>)."),
+    stores: List[Path] = typer.Argument(
+        ...,
+        help="Store folder(s) `stance label` wrote (annotations/<pool name>); several: each annotator's own store, read as one.",
+    ),
     long: Optional[Path] = typer.Option(
         None,
         "--long",
@@ -150,8 +153,8 @@ def export_cmd(
     id_column: str = typer.Option("id", "--id-column", help="The pool's id column."),
     text_column: str = typer.Option("text", "--text-column", help="The pool's text column."),
 ):
-    """Export the labels of STORE (several outputs may be given at once)."""
-    from train.annotate import AnnotateError, Store, corpus_rows, long_rows, read_pool, resolve, write_corpus, write_rows
+    """Export the labels of STORE(S) (several outputs may be given at once)."""
+    from train.annotate import AnnotateError, corpus_rows, long_rows, open_stores, read_pool, resolve, write_corpus, write_rows
 
     if not (long or corpus or disagreements):
         fail("nothing to do: give --long FILE, --corpus FILE and/or --disagreements FILE")
@@ -159,7 +162,7 @@ def export_cmd(
         fail("--corpus needs --pool (the file that was labeled: texts, speakers and dates come from it)")
     values = _defaults(defaults)
     try:
-        the_store = Store(store)
+        the_store = open_stores(stores)
         decided, disputed = resolve(the_store, annotators)
         if long:
             rows = long_rows(the_store)
