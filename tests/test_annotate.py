@@ -408,3 +408,22 @@ def test_stores_of_several_machines_export_together(tmp_path):
     b.label("p1", "anna", "neutral")  # anna in both stores: two histories of one person
     with pytest.raises(AnnotateError, match="'anna' also labeled in another store"):
         open_stores([tmp_path / "a", tmp_path / "b"])
+
+
+def test_cli_serve_refuses_bad_input_before_serving(tmp_path):
+    import socket
+
+    pool = make_pool(tmp_path / "pool.jsonl")
+    run = lambda *a: CliRunner().invoke(cli, ["label", str(pool), "--store", str(tmp_path / "st"), *a])
+    bad = run("--annotator", "anna smith")
+    assert bad.exit_code == 2 and "annotator name 'anna smith'" in bad.output
+    bad = run("--annotator", "anna", "--order", str(tmp_path / "missing.csv"))
+    assert bad.exit_code == 2 and "missing.csv: no such file" in bad.output
+    (tmp_path / "pool.txt").write_text("id,text\n")
+    bad = CliRunner().invoke(cli, ["label", str(tmp_path / "pool.txt"), "--annotator", "anna"])
+    assert bad.exit_code == 2 and "unknown pool format '.txt'" in bad.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = run("--annotator", "anna", "--port", str(s.getsockname()[1]))
+    assert busy.exit_code == 1 and "is the port in use?" in busy.output

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from train.inference.readers import file_format, iter_chunks, jsonl_records
-from train.inference.rows import RUN_COLUMNS
+from train.inference.rows import RUN_COLUMNS, InferenceError
 from train.schema import LABELS
 
 
@@ -73,9 +73,12 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     if not path.is_file():
         raise AnnotateError(f"{path}: no such file")
     try:
-        fmt = file_format(path, "pool")
-    except Exception as e:  # InferenceError: unknown extension
+        return _read_table(path, file_format(path, "pool"))
+    except InferenceError as e:  # unknown extension, unreadable Parquet, UTF-16 JSONL: the readers' own words
         raise AnnotateError(str(e)) from None
+
+
+def _read_table(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
     rows: list[tuple[int, dict]] = []
     if fmt == "jsonl":
         for line, rec, problem in jsonl_records(path):
