@@ -267,6 +267,7 @@ def test_corpus_export_writes_valid_rows(tmp_path, pool):
         "2025-07-20",
     )
     assert r["split"] == split_for_id("ann-p0") and "annotated by anna" in r["notes"] and "ben" in r["notes"]
+    assert rows[1]["notes"].endswith("; borderline: flagged by the annotator")  # the guidelines' `borderline:` flag
     from train.data import validate
 
     assert validate(labeled).ok  # `stance data validate` passes with the new file in place

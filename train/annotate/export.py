@@ -92,7 +92,10 @@ def resolve(store: Store, annotators: list[str] | None = None) -> tuple[dict[str
 
 
 def _extra(e: dict) -> str:
-    return ("; borderline" if e.get("borderline") else "") + (f"; note: {e['note']}" if e.get("note") else "")
+    """The annotator's flag and note, in the guidelines' convention: ambiguous rows say `borderline:` in notes."""
+    if e.get("borderline"):
+        return f"; borderline: {e.get('note') or 'flagged by the annotator'}"
+    return f"; note: {e['note']}" if e.get("note") else ""
 
 
 def _value(row_values: dict, name: str, defaults: dict[str, str]):
