@@ -39,7 +39,8 @@ REGISTERS = (
 )
 
 # `source` says where a row came from. Rows the project wrote itself are `authored`; never present them as collected.
-SOURCES = ("authored", "seed_article", "imported")
+# `annotated`: real statements from a pool file labeled in `stance label` (annotator and time in `notes`).
+SOURCES = ("authored", "seed_article", "imported", "annotated")
 
 
 def split_for_id(row_id: str, val_pct: int = 15, test_pct: int = 15) -> str:

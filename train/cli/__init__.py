@@ -7,6 +7,7 @@ import typer
 
 from train.cli.data import data_app
 from train.cli.evaluate import eval_app
+from train.cli.label import label_app
 from train.cli.models import models_app
 from train.cli.predict import predict_cmd
 from train.cli.runs import runs_app
@@ -27,6 +28,7 @@ app.add_typer(eval_app, name="eval")
 app.command("train", context_settings=TRAIN_SETTINGS)(train_cmd)
 app.command("predict")(predict_cmd)
 app.command("tune", context_settings=TRAIN_SETTINGS)(tune_cmd)
+app.add_typer(label_app, name="label")
 
 
 def main():
