@@ -14,10 +14,14 @@ def fail(message: str, code: int = 2):
 
 
 def fail_on_data_error(error) -> None:
-    """Print a DataError's problems and exit 1."""
-    for problem in error.problems:
-        typer.echo(f"error: {problem}", err=True)
-    typer.secho(f"{len(error.problems)} error(s)", fg=typer.colors.RED, err=True)
+    """Print a DataError's problems, one line per kind (the first in full, then how many more and where), and exit 1."""
+    from train.data import summarize
+
+    lines = summarize(error.problems)
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    kinds = f" of {len(lines)} kind(s)" if len(lines) < len(error.problems) else ""
+    typer.secho(f"{len(error.problems)} error(s){kinds}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
 
