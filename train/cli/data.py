@@ -98,7 +98,7 @@ def import_csv_cmd(
 
     defaults = {"language": language, "speaker": speaker, "speaker_group": speaker_group, "register": register, "date": date}
     try:
-        mapping = _mapping(map_, mapping_file)
+        mapping = map_options(map_, mapping_file)
         result = import_csv(csv_path, out, source=source, defaults=defaults, overwrite=overwrite, mapping=mapping)
     except DataError as e:
         fail_on_data_error(e)
@@ -115,7 +115,7 @@ def import_csv_cmd(
         typer.echo(f"speaker_group {raw!r} read as {group!r}")
 
 
-def _mapping(items: Optional[List[str]], mapping_file: Optional[Path]) -> dict[str, str]:
+def map_options(items: Optional[List[str]], mapping_file: Optional[Path]) -> dict[str, str]:
     """--mapping FILE, then --map COLUMN=FIELD on top; ValueError with what is wrong."""
     import yaml
 
