@@ -108,7 +108,11 @@ def test_own_study_six_steps(tmp_path, mlflow_store, tiny_corpus, tiny_model_dir
     coded = coded_sheet(tmp_path / "coded.csv", 40)
     sample = coded_sheet(tmp_path / "sample.csv", 18, start=100)
     posts(tmp_path / "posts.csv", 60)
-    tiny = [o for o in tiny_overrides(tmp_path / "labeled", tiny_model_dir) if not o.startswith(("data.paths", "experiment", "register_as"))]
+    tiny = [
+        o
+        for o in tiny_overrides(tmp_path / "labeled", tiny_model_dir)
+        if not o.startswith(("data.paths", "experiment", "register_as"))
+    ]
 
     imported, validated, trained, evaluated, predicted = [shlex.split(c)[1:] for c in commands]
 
@@ -144,10 +148,14 @@ def test_own_study_six_steps(tmp_path, mlflow_store, tiny_corpus, tiny_model_dir
     assert m["sample/macro_f1"] == pytest.approx(macro, abs=1e-9)
     for lang in ("ru", "en", "de"):
         keep = np.array([s["language"] == lang for s in sample])
-        assert m[f"sample/macro_f1_lang_{lang}"] == pytest.approx(f1_score(gold[keep], pred[keep], average="macro", zero_division=0))
+        assert m[f"sample/macro_f1_lang_{lang}"] == pytest.approx(
+            f1_score(gold[keep], pred[keep], average="macro", zero_division=0)
+        )
     for group in AFFILIATIONS:
         keep = np.array([s["affiliation"] == group for s in sample])
-        assert m[f"sample/macro_f1_group_{group}"] == pytest.approx(f1_score(gold[keep], pred[keep], average="macro", zero_division=0))
+        assert m[f"sample/macro_f1_group_{group}"] == pytest.approx(
+            f1_score(gold[keep], pred[keep], average="macro", zero_division=0)
+        )
     assert logged.data.tags["stance.model_uri"] == "models:/my-study/1" and logged.data.tags["stance.model_version"] == "1"
     assert logged.data.tags["stance.model_run_id"] == version.run_id
     errors = pd.read_csv(tmp_path / "sample_errors.csv")

@@ -81,7 +81,9 @@ def import_csv_cmd(
     csv_path: Path = typer.Argument(..., help="CSV with a header row."),
     out: Path = typer.Argument(..., help="JSONL file to write (validated against the codebook.yaml of its folder)."),
     map_: Optional[List[str]] = typer.Option(
-        None, "--map", help="COLUMN=FIELD: read the file's column as a field (quote=text, quote_id=id, affiliation=speaker_group, url=meta.source). Repeatable."
+        None,
+        "--map",
+        help="COLUMN=FIELD: read the file's column as a field (quote=text, quote_id=id, affiliation=speaker_group, url=meta.source). Repeatable.",
     ),
     mapping_file: Optional[Path] = typer.Option(None, "--mapping", help="YAML file of COLUMN: FIELD lines (the same as --map)."),
     source: Optional[str] = typer.Option(None, help="Source for rows without one (authored, seed_article, imported)."),
@@ -108,7 +110,9 @@ def import_csv_cmd(
         fail(str(e))
     typer.echo(f"wrote {result.rows} rows to {out}")
     if result.generated_ids:
-        typer.echo(f"ids: {result.generated_ids} generated from the text ({csv_path.stem}-<hash>): no id column (--map COLUMN=id)")
+        typer.echo(
+            f"ids: {result.generated_ids} generated from the text ({csv_path.stem}-<hash>): no id column (--map COLUMN=id)"
+        )
     if result.meta_columns:
         typer.echo(f"kept in meta: {', '.join(result.meta_columns)}")
     for raw, group in result.groups_read_as.items():

@@ -62,16 +62,25 @@ def umsab_table_cmd(
 def file_cmd(
     path: Path = typer.Argument(..., help="Your coded sample: CSV, JSONL or Parquet with a text and a gold-label column."),
     model: str = typer.Option(
-        ..., "--model", "-m", help="MLflow model URI (runs:/ID/model, models:/NAME/VERSION, models:/NAME@ALIAS) or a model directory."
+        ...,
+        "--model",
+        "-m",
+        help="MLflow model URI (runs:/ID/model, models:/NAME/VERSION, models:/NAME@ALIAS) or a model directory.",
     ),
-    gold_column: str = typer.Option("stance", "--gold-column", help="Column holding your labels (conciliatory, neutral, hostile)."),
+    gold_column: str = typer.Option(
+        "stance", "--gold-column", help="Column holding your labels (conciliatory, neutral, hostile)."
+    ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the statements."),
     map_: Optional[List[str]] = typer.Option(
         None, "--map", help="COLUMN=FIELD as in `stance data import csv` (affiliation=speaker_group, lang=language). Repeatable."
     ),
-    errors: Optional[Path] = typer.Option(None, "--errors", help="Write every misclassified row here (.csv, .jsonl or .parquet)."),
+    errors: Optional[Path] = typer.Option(
+        None, "--errors", help="Write every misclassified row here (.csv, .jsonl or .parquet)."
+    ),
     top: int = typer.Option(10, "--top", help="How many of the most confident mistakes to show."),
-    log: bool = typer.Option(False, "--log", help="Log an MLflow evaluation run linked to the model (experiment stance-evaluations)."),
+    log: bool = typer.Option(
+        False, "--log", help="Log an MLflow evaluation run linked to the model (experiment stance-evaluations)."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Rows per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ):

@@ -162,7 +162,9 @@ def _check_gold_column(input: Path, gold_column: str | None, encoding: str) -> N
         from train.data import did_you_mean
 
         names = list(map(str, columns))
-        fail(f"--gold-column {gold_column!r}: {input} has no such column (it has {', '.join(names)}){did_you_mean(gold_column, names)}")
+        fail(
+            f"--gold-column {gold_column!r}: {input} has no such column (it has {', '.join(names)}){did_you_mean(gold_column, names)}"
+        )
 
 
 def _report_agreement(output: Path, gold_column: str | None) -> None:

@@ -14,8 +14,8 @@ from train.data.codebook import CODEBOOK_FILE, DEFAULT_CODEBOOK, Codebook, codeb
 from train.data.importers import (
     LANGUAGE_NAMES,
     MAP_TARGETS,
-    ImportSummary,
     SENTIMENT_LABEL_MAP,
+    ImportSummary,
     decode_unicode_escapes,
     import_csv,
     import_tweeteval,

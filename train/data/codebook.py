@@ -68,19 +68,23 @@ def load_codebook(path: Path, iso_codes: frozenset[str]) -> tuple[Codebook, list
         mark = getattr(e, "problem_mark", None)
         return DEFAULT_CODEBOOK, [Problem(shown, mark.line + 1 if mark else None, None, f"not readable YAML: {e}")]
     if root is None:
-        return DEFAULT_CODEBOOK, [Problem(shown, None, None, "empty codebook (expected speaker_groups: and optionally languages:)")]
+        return DEFAULT_CODEBOOK, [
+            Problem(shown, None, None, "empty codebook (expected speaker_groups: and optionally languages:)")
+        ]
     if not isinstance(root, yaml.MappingNode):
         return DEFAULT_CODEBOOK, [Problem(shown, _line(root), None, "expected a mapping with speaker_groups: and languages:")]
     problems, groups, languages = [], None, None
     for key_node, value_node in root.value:
         key = key_node.value
         if key not in KEYS:
-            problems.append(Problem(shown, _line(key_node), key, f"unknown codebook key (valid: {', '.join(KEYS)}){did_you_mean(key, KEYS)}"))
+            problems.append(
+                Problem(shown, _line(key_node), key, f"unknown codebook key (valid: {', '.join(KEYS)}){did_you_mean(key, KEYS)}")
+            )
         elif key == "speaker_groups":
             groups = _groups(shown, value_node, problems)
         else:
             languages = _languages(shown, value_node, problems, iso_codes)
-    if groups is None and not any(p.field == "speaker_groups" for p in problems):
+    if groups is None and not problems:  # a misspelt key was reported already
         problems.append(Problem(shown, None, "speaker_groups", "missing: the speaker groups of this study (name: description)"))
     book = Codebook(tuple(groups or SPEAKER_GROUPS), tuple(languages) if languages else None, shown)
     return book, problems
@@ -98,7 +102,9 @@ def _groups(shown: str, node, problems: list[Problem]) -> list[str] | None:
         if not _GROUP_RE.fullmatch(name):
             suggestion = group_key(name)
             hint = f"; write it as {suggestion!r}" if _GROUP_RE.fullmatch(suggestion) else ""
-            problems.append(Problem(shown, _line(key_node), where, f"group name {name!r} is not lowercase letters, digits and _{hint}"))
+            problems.append(
+                Problem(shown, _line(key_node), where, f"group name {name!r} is not lowercase letters, digits and _{hint}")
+            )
         elif name in groups:
             problems.append(Problem(shown, _line(key_node), where, f"group {name!r} listed twice"))
         elif not isinstance(value_node, yaml.ScalarNode) or value_node.tag != "tag:yaml.org,2002:str":
@@ -120,4 +126,3 @@ def _languages(shown: str, node, problems: list[Problem], iso_codes: frozenset[s
         elif code not in codes:
             codes.append(code)
     return codes
-

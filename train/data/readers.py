@@ -141,7 +141,9 @@ def _mapping_problems(shown: str, header: list[str], names: list[str], mapping: 
     for target in dict.fromkeys(names):
         sources = [h for h, n in zip(header, names) if n == target]
         if len(sources) > 1:
-            problems.append(Problem(shown, 1, target, f"columns {', '.join(map(repr, sources))} would all become {target!r}; map only one"))
+            problems.append(
+                Problem(shown, 1, target, f"columns {', '.join(map(repr, sources))} would all become {target!r}; map only one")
+            )
     return problems
 
 

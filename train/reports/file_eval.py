@@ -53,7 +53,9 @@ def read_table(path: Path) -> pd.DataFrame:
     """The whole file as strings-as-written (CSV cells are never turned into NaN or numbers)."""
     kind = READERS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(Problem(_display(path), None, None, f"unknown file type {path.suffix!r} (expected .csv, .jsonl or .parquet)"))
+        raise DataError(
+            Problem(_display(path), None, None, f"unknown file type {path.suffix!r} (expected .csv, .jsonl or .parquet)")
+        )
     if not path.is_file():
         raise DataError(Problem(_display(path), None, None, "no such file"))
     try:
@@ -78,7 +80,9 @@ def coded_rows(path: Path, text_column: str = "text", gold_column: str = "stance
         if name not in df.columns:
             cols = [str(c) for c in df.columns]
             raise DataError(
-                Problem(shown, None, name, f"no column {name!r} ({what}; the file has {', '.join(cols)}){did_you_mean(name, cols)}")
+                Problem(
+                    shown, None, name, f"no column {name!r} ({what}; the file has {', '.join(cols)}){did_you_mean(name, cols)}"
+                )
             )
     out = df.copy()
     out["text"] = df[text_column]
@@ -119,7 +123,9 @@ def evaluate_file(
     with tempfile.TemporaryDirectory(prefix="stance-eval-") as tmp:
         stance, uri, version, _, _ = load_for_predict(model, Path(tmp), device)
         pred = predict_values(stance, rows["text"].tolist(), batch_size=batch_size)
-    rows = pd.concat([rows.reset_index(drop=True), pred.drop(columns=[c for c in pred if c in rows]).reset_index(drop=True)], axis=1)
+    rows = pd.concat(
+        [rows.reset_index(drop=True), pred.drop(columns=[c for c in pred if c in rows]).reset_index(drop=True)], axis=1
+    )
     rows["pred_error"] = rows["pred_error"].fillna("").astype(str)
     ev = FileEvaluation(_display(Path(path)), sha256_file(Path(path)), uri, version, rows, id_column="id" if "id" in rows else "")
     ev.not_scored = rows.loc[rows["pred_error"] != "", "pred_error"].value_counts().to_dict()
@@ -144,7 +150,9 @@ def score(scored: pd.DataFrame) -> dict:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *rows]]
+    lines = [
+        "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
 
@@ -169,28 +177,52 @@ def render(ev: FileEvaluation, top: int = 10) -> str:
     ]
     if ev.not_scored:
         out.append("NOT SCORED (left out of every figure): " + ", ".join(f"{k}: {v}" for k, v in ev.not_scored.items()))
-    out.append("\nper class\n" + _table(
-        ["stance", "n", "precision", "recall", "f1"],
-        [[l, str(int((s["gold"] == l).sum())), f"{m[f'precision_{l}']:.3f}", f"{m[f'recall_{l}']:.3f}", f"{m[f'f1_{l}']:.3f}"] for l in LABELS],
-    ))
+    out.append(
+        "\nper class\n"
+        + _table(
+            ["stance", "n", "precision", "recall", "f1"],
+            [
+                [
+                    l,
+                    str(int((s["gold"] == l).sum())),
+                    f"{m[f'precision_{l}']:.3f}",
+                    f"{m[f'recall_{l}']:.3f}",
+                    f"{m[f'f1_{l}']:.3f}",
+                ]
+                for l in LABELS
+            ],
+        )
+    )
     for column, prefix in (("language", "macro_f1_lang_"), ("speaker_group", "macro_f1_group_")):
         if any(k.startswith(prefix) for k in m):
             out.append(f"\nper {column.replace('_', ' ')}\n" + _breakdown(ev, column, prefix))
     cm = confusion(s)
-    out.append("\nconfusion matrix (rows: gold, columns: predicted)\n" + _table(
-        ["gold \\ predicted", *LABELS], [[l, *map(str, cm[i])] for i, l in enumerate(LABELS)]
-    ))
+    out.append(
+        "\nconfusion matrix (rows: gold, columns: predicted)\n"
+        + _table(["gold \\ predicted", *LABELS], [[l, *map(str, cm[i])] for i, l in enumerate(LABELS)])
+    )
     bins = reliability_bins(s["gold"].map(LABELS.index).to_numpy(), s[[f"prob_{l}" for l in LABELS]].to_numpy(np.float64))
-    out.append("\ncalibration (confidence bins)\n" + _table(
-        ["mean confidence", "accuracy", "rows"], [[f"{c:.2f}", f"{a:.2f}", str(round(share * len(s)))] for c, a, share in bins]
-    ))
+    out.append(
+        "\ncalibration (confidence bins)\n"
+        + _table(
+            ["mean confidence", "accuracy", "rows"],
+            [[f"{c:.2f}", f"{a:.2f}", str(round(share * len(s)))] for c, a, share in bins],
+        )
+    )
     errors = ev.errors
-    out.append(f"\nmisclassified: {len(errors)} of {len(s)}" + (f" (the {min(top, len(errors))} most confident)" if len(errors) else ""))
+    out.append(
+        f"\nmisclassified: {len(errors)} of {len(s)}" + (f" (the {min(top, len(errors))} most confident)" if len(errors) else "")
+    )
     if len(errors):
-        out.append(_table(
-            ["line", "language", "gold", "predicted", "conf", "text"],
-            [[str(r.line), r.language, r.gold, r.pred_stance, f"{r.pred_confidence:.2f}", _short(r.text)] for r in errors.head(top).itertuples()],
-        ))
+        out.append(
+            _table(
+                ["line", "language", "gold", "predicted", "conf", "text"],
+                [
+                    [str(r.line), r.language, r.gold, r.pred_stance, f"{r.pred_confidence:.2f}", _short(r.text)]
+                    for r in errors.head(top).itertuples()
+                ],
+            )
+        )
     return "\n".join(out) + "\n"
 
 
@@ -235,7 +267,9 @@ def agreement(output: Path, gold_column: str) -> tuple[dict, int, int] | None:
         return None
     gold = df[gold_column].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
     usable = gold.isin(LABELS) & df["pred_stance"].isin(LABELS)
-    part = df[usable].assign(gold=gold[usable], language=df.get("language", pd.Series("", index=df.index))[usable].fillna("").astype(str))
+    part = df[usable].assign(
+        gold=gold[usable], language=df.get("language", pd.Series("", index=df.index))[usable].fillna("").astype(str)
+    )
     part = part.assign(speaker_group="")
     if part.empty:
         return {}, 0, int((~usable).sum())
