@@ -49,8 +49,8 @@ class FileEvaluation:
         return s[s["gold"] != s["pred_stance"]].sort_values("pred_confidence", ascending=False, kind="stable")
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """The whole file as strings-as-written (CSV cells are never turned into NaN or numbers)."""
+def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The file (or only `columns`, those it has) with CSV cells as written (never turned into NaN or numbers)."""
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise DataError(
@@ -60,10 +60,16 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(Problem(_display(path), None, None, "no such file"))
     try:
         if kind == "csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            use = None if columns is None else (lambda c: c in columns)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=use)
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-        return pd.read_parquet(path)
+            df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            return df if columns is None else df[[c for c in df.columns if c in columns]]
+        if columns is not None:
+            import pyarrow.parquet as pq
+
+            columns = [c for c in pq.read_schema(path).names if c in columns]
+        return pd.read_parquet(path, columns=columns)
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as e:
         raise DataError(Problem(_display(path), None, None, f"not a readable {kind} file: {e}")) from None
 
@@ -262,7 +268,7 @@ def _short(text: str, n: int = 70) -> str:
 def agreement(output: Path, gold_column: str) -> tuple[dict, int, int] | None:
     """(metrics, rows compared, rows without a usable gold label) from a `stance predict` output whose input carried
     gold labels in `gold_column`; None when the output has no such column."""
-    df = read_table(Path(output))
+    df = read_table(Path(output), [gold_column, "pred_stance", "language", *(f"prob_{l}" for l in LABELS)])
     if gold_column not in df.columns:
         return None
     gold = df[gold_column].map(lambda v: v.strip().lower() if isinstance(v, str) else v)

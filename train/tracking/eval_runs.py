@@ -6,6 +6,7 @@ is an MLflow logged model, the metrics are also linked to it (they show on the m
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from train.metrics import metric_key
@@ -73,13 +74,15 @@ def log_file_evaluation(ev, experiment: str = EVALUATION_EXPERIMENT) -> str:
         )
         mlflow.log_params({"model": ev.model_uri, "eval_file": ev.path, "n_rows": len(ev.rows), "n_scored": len(scored)})
         metrics = {metric_key(name, k): v for k, v in ev.metrics.items()}
-        dataset = mlflow.data.from_pandas(
-            scored[["id", "text", "language", "speaker_group", "stance"]].reset_index(drop=True),
-            source=str(Path(ev.path).resolve()),
-            name=name,
-            targets="stance",
-            digest=ev.sha256[:8],
-        )
+        with warnings.catch_warnings():  # "the source can be interpreted in multiple ways": a local file, as meant
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                scored[["id", "text", "language", "speaker_group", "stance"]].reset_index(drop=True),
+                source=str(Path(ev.path).resolve()),
+                name=name,
+                targets="stance",
+                digest=ev.sha256[:8],
+            )
         mlflow.log_input(dataset, context="evaluation")
         mlflow.log_metrics(metrics, model_id=model_id or None, dataset=dataset if model_id else None)
         proba = scored[[f"prob_{l}" for l in LABELS]].to_numpy(float)
