@@ -161,6 +161,10 @@ def test_own_study_six_steps(tmp_path, mlflow_store, tiny_corpus, tiny_model_dir
     errors = pd.read_csv(tmp_path / "sample_errors.csv")
     assert len(errors) == int((pred != gold).sum()) and f"misclassified: {len(errors)} of 18" in out
 
+    # the run id names the same model
+    again = stance("eval", "file", "sample.csv", "--model", version.run_id, "--text-column", "quote", "--top", "0").output
+    assert f"macro-F1 {macro:.3f} (95% CI" in again and "most confident" not in again
+
     # 5. predict the collection: every post, in order, with a prediction
     stance(*predicted)
     scored = pd.read_parquet(tmp_path / "posts_scored.parquet")

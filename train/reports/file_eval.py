@@ -217,9 +217,10 @@ def render(ev: FileEvaluation, top: int = 10) -> str:
     )
     errors = ev.errors
     out.append(
-        f"\nmisclassified: {len(errors)} of {len(s)}" + (f" (the {min(top, len(errors))} most confident)" if len(errors) else "")
+        f"\nmisclassified: {len(errors)} of {len(s)}"
+        + (f" (the {min(top, len(errors))} most confident)" if len(errors) and top > 0 else "")
     )
-    if len(errors):
+    if len(errors) and top > 0:
         out.append(
             _table(
                 ["line", "language", "gold", "predicted", "conf", "text"],
