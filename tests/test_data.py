@@ -107,7 +107,9 @@ def test_problem_str_format():
 
 def test_unknown_label(tmp_path):
     p = only_error(validate(broken_file(tmp_path, 2, stance="hostle")), 3, "stance", "unknown label 'hostle'")
-    assert str(p).endswith("field 'stance': unknown label 'hostle' (expected one of conciliatory, neutral, hostile)")
+    assert str(p).endswith(
+        "field 'stance': unknown label 'hostle' (expected one of conciliatory, neutral, hostile). Did you mean 'hostile'?"
+    )
 
 
 @pytest.mark.parametrize("code", ["EN", "eng", "e", "", "e1"])
@@ -532,7 +534,7 @@ def test_import_csv(tmp_path):
     df.to_csv(tmp_path / "in.csv", index=False)
     with pytest.raises(DataError, match="--source"):
         import_csv(tmp_path / "in.csv", tmp_path / "out.jsonl")
-    assert import_csv(tmp_path / "in.csv", tmp_path / "out.jsonl", source="authored") == 6
+    assert import_csv(tmp_path / "in.csv", tmp_path / "out.jsonl", source="authored").rows == 6
     out = load_statements(tmp_path / "out.jsonl")
     assert (out.split == out.id.map(split_for_id)).all() and set(out.source) == {"authored"}
 

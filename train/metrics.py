@@ -7,8 +7,9 @@ import numpy as np
 from train.schema import LABELS
 
 
-def compute_metrics(y_true, proba, languages=None, labels=LABELS) -> dict[str, float]:
-    """macro-F1, accuracy, per-class precision/recall/F1, per-language macro-F1 and expected calibration error."""
+def compute_metrics(y_true, proba, languages=None, labels=LABELS, groups=None) -> dict[str, float]:
+    """macro-F1, accuracy, per-class precision/recall/F1, per-language macro-F1 and expected calibration error; with
+    `groups` (speaker groups) also per-group macro-F1 (`macro_f1_group_<group>`), counted like the languages."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
     y_true = np.asarray(y_true)
@@ -24,13 +25,15 @@ def compute_metrics(y_true, proba, languages=None, labels=LABELS) -> dict[str, f
     p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     for i, name in enumerate(labels):
         out[f"precision_{name}"], out[f"recall_{name}"], out[f"f1_{name}"] = float(p[i]), float(r[i]), float(f[i])
-    if languages is not None:
-        languages = np.asarray(languages)
-        for lang in sorted(set(languages.tolist())):
-            m = languages == lang
+    for prefix, values in (("macro_f1_lang_", languages), ("macro_f1_group_", groups)):
+        if values is None:
+            continue
+        values = np.asarray(values)
+        for value in sorted(set(values.tolist())):
+            m = values == value
             # over the classes present in this language's gold or predicted labels: a language with a handful of
             # rows would otherwise be scored against classes it never had
-            out[f"macro_f1_lang_{lang}"] = float(f1_score(y_true[m], y_pred[m], average="macro", zero_division=0))
+            out[f"{prefix}{value}"] = float(f1_score(y_true[m], y_pred[m], average="macro", zero_division=0))
     return out
 
 
@@ -65,11 +68,12 @@ def bootstrap_macro_f1(y_true, y_pred, n: int = 1000, seed: int = 0, alpha: floa
     return float(np.quantile(scores, alpha / 2)), float(np.quantile(scores, 1 - alpha / 2))
 
 
-def evaluation_metrics(y_true, proba, languages=None) -> dict[str, float]:
+def evaluation_metrics(y_true, proba, languages=None, groups=None) -> dict[str, float]:
     """Everything a run logs for an evaluation set: compute_metrics plus the bootstrap interval of macro-F1.
-    `stance train` logs these and `stance runs verify` recomputes them, so both use this one function."""
+    `stance train` logs these, `stance runs verify` recomputes them and `stance eval file` reports them (with the
+    speaker groups), so all use this one function."""
     proba = np.asarray(proba)
-    out = compute_metrics(y_true, proba, languages)
+    out = compute_metrics(y_true, proba, languages, groups=groups)
     out["macro_f1_ci_low"], out["macro_f1_ci_high"] = bootstrap_macro_f1(y_true, proba.argmax(1))
     return out
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from train.config import Config, to_dict
 
 INFERENCE_EXPERIMENT = "stance-inference"  # where `stance predict --log-mlflow` logs its runs
+EVALUATION_EXPERIMENT = "stance-evaluations"  # where `stance eval file --log` logs its runs
 SEED_SUFFIX = re.compile(r"-s(\d+)$")
 # Params that differ between runs of one configuration without making it another configuration.
 NOT_CONFIG_PARAMS = {"train.seed", "run_name", "threads", "train.threads", "output_dir", "register_as", "experiment"}

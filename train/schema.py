@@ -6,10 +6,14 @@ import hashlib
 LABELS = ("conciliatory", "neutral", "hostile")
 
 REQUIRED_FIELDS = ("id", "text", "language", "stance", "speaker", "speaker_group", "source", "date", "split")
-OPTIONAL_FIELDS = ("register", "notes")
+# `meta`: an object of a study's own columns kept by `stance data import csv` (coder, source_url, outlet, ...):
+# carried with the row, never read by training.
+OPTIONAL_FIELDS = ("register", "notes", "meta")
 
 SPLITS = ("train", "val", "test")
 
+# The default codebook's speaker groups (labeled/codebook.yaml lists the same); a study folder with its own
+# codebook.yaml uses its own groups instead (train/data/codebook.py).
 SPEAKER_GROUPS = (
     "russian_military_blogger",  # "Z-bloggers", war correspondents on Telegram
     "russian_official",  # Kremlin, MFA, Duma, governors

@@ -13,12 +13,17 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
-def fail_on_data_error(error) -> None:
-    """Print a DataError's problems and exit 1."""
-    for problem in error.problems:
-        typer.echo(f"error: {problem}", err=True)
-    typer.secho(f"{len(error.problems)} error(s)", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+def fail_on_data_error(error, code: int = 1) -> None:
+    """Print a DataError's problems, one line per kind (the first in full, then how many more and where), and exit
+    `code` (1: the data are wrong; 2: a file given on the command line is)."""
+    from train.data import summarize
+
+    lines = summarize(error.problems)
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    kinds = f" of {len(lines)} kind(s)" if len(lines) < len(error.problems) else ""
+    typer.secho(f"{len(error.problems)} error(s){kinds}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
 
 
 def fail_data(error) -> None:

@@ -33,15 +33,18 @@ def _paths(paths: Optional[List[Path]]) -> list[Path]:
 def validate_cmd(
     paths: Optional[List[Path]] = typer.Argument(None, help=PATHS_HELP, show_default=False),
     near_duplicates: bool = typer.Option(True, help="Also look for near-duplicate texts across splits (warnings)."),
+    every: bool = typer.Option(False, "--all", help="Print every problem on its own line (default: one line per kind)."),
 ):
-    """Check every row; print each problem as path:line: field: message. Exit 1 if there are errors or no rows at all."""
-    from train.data import validate
+    """Check every row against the schema and the folder's codebook.yaml; print the problems as path:line: field:
+    message, one line per kind with how many more rows share it (--all: each). Exit 1 on errors or no rows at all."""
+    from train.data import summarize, validate
 
     report = validate(_paths(paths), near_duplicates=near_duplicates)
-    for problem in report.errors:
-        typer.echo(f"error: {problem}")
-    for problem in report.warnings:
-        typer.echo(f"warning: {problem}")
+    show = (lambda problems: list(map(str, problems))) if every else summarize
+    for line in show(report.errors):
+        typer.echo(f"error: {line}")
+    for line in show(report.warnings):
+        typer.echo(f"warning: {line}")
     summary = (
         f"{report.n_rows} rows in {report.n_files} file(s): {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
     )
@@ -75,8 +78,14 @@ def stats_cmd(
 
 @import_app.command("csv")
 def import_csv_cmd(
-    csv_path: Path = typer.Argument(..., help="CSV with a header row; columns by field name."),
-    out: Path = typer.Argument(..., help="JSONL file to write."),
+    csv_path: Path = typer.Argument(..., help="CSV with a header row."),
+    out: Path = typer.Argument(..., help="JSONL file to write (validated against the codebook.yaml of its folder)."),
+    map_: Optional[List[str]] = typer.Option(
+        None,
+        "--map",
+        help="COLUMN=FIELD: read the file's column as a field (quote=text, quote_id=id, affiliation=speaker_group, url=meta.source). Repeatable.",
+    ),
+    mapping_file: Optional[Path] = typer.Option(None, "--mapping", help="YAML file of COLUMN: FIELD lines (the same as --map)."),
     source: Optional[str] = typer.Option(None, help="Source for rows without one (authored, seed_article, imported)."),
     language: Optional[str] = typer.Option(None, help="Default language code."),
     speaker: Optional[str] = typer.Option(None, help="Default speaker."),
@@ -85,17 +94,52 @@ def import_csv_cmd(
     date: Optional[str] = typer.Option(None, help="Default date (YYYY-MM-DD)."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
-    """Convert a CSV into schema JSONL. A missing split is derived from the id; rows are validated first."""
+    """Convert a CSV into schema JSONL. Columns that are not fields are kept in each row's `meta`; without an id column,
+    ids are generated from the text; a missing split is derived from the id. Nothing is written unless every row is valid."""
     from train.data import DataError, import_csv
 
     defaults = {"language": language, "speaker": speaker, "speaker_group": speaker_group, "register": register, "date": date}
     try:
-        n = import_csv(csv_path, out, source=source, defaults=defaults, overwrite=overwrite)
+        mapping = map_options(map_, mapping_file)
+        result = import_csv(csv_path, out, source=source, defaults=defaults, overwrite=overwrite, mapping=mapping)
     except DataError as e:
         fail_on_data_error(e)
     except FileExistsError as e:
         fail(str(e), 1)
-    typer.echo(f"wrote {n} rows to {out}")
+    except ValueError as e:
+        fail(str(e))
+    typer.echo(f"wrote {result.rows} rows to {out}")
+    if result.generated_ids:
+        typer.echo(
+            f"ids: {result.generated_ids} generated from the text ({csv_path.stem}-<hash>): no id column (--map COLUMN=id)"
+        )
+    if result.meta_columns:
+        typer.echo(f"kept in meta: {', '.join(result.meta_columns)}")
+    for raw, group in result.groups_read_as.items():
+        typer.echo(f"speaker_group {raw!r} read as {group!r}")
+
+
+def map_options(items: Optional[List[str]], mapping_file: Optional[Path]) -> dict[str, str]:
+    """--mapping FILE, then --map COLUMN=FIELD on top; ValueError with what is wrong."""
+    import yaml
+
+    mapping = {}
+    if mapping_file is not None:
+        try:
+            loaded = yaml.safe_load(mapping_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"--mapping {mapping_file}: cannot read it: {e}") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise ValueError(f"--mapping {mapping_file}: expected lines of COLUMN: FIELD, e.g. quote: text")
+        mapping.update({str(k): v for k, v in loaded.items()})
+    for item in items or []:
+        column, sep, target = item.partition("=")
+        if not sep or not column.strip() or not target.strip():
+            raise ValueError(f"--map {item}: expected COLUMN=FIELD, e.g. --map quote=text")
+        mapping[column.strip()] = target.strip()
+    from train.data import parse_mapping
+
+    return parse_mapping(mapping)
 
 
 @import_app.command("tweeteval")

@@ -73,6 +73,11 @@ def predict_cmd(
     ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or spark (pyspark + mlflow.pyfunc.spark_udf)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: the Spark master URL."),
+    gold_column: Optional[str] = typer.Option(
+        None,
+        "--gold-column",
+        help="Column with your own labels: kept in the output, agreement (accuracy, macro-F1 with CI) printed at the end. Default: `stance` when the input has it.",
+    ),
 ):
     """Predict stance for every row of a file; every input row comes out, in order, with its columns plus predictions."""
     from train.inference import InferenceError
@@ -89,6 +94,7 @@ def predict_cmd(
         backend = "onnx"  # torch's own dynamic quantization cost 10 macro-F1 points on the default model; ORT's per-channel int8 cost 1.3
     if backend == "onnx" and engine == "spark":
         fail("--backend onnx and --int8 run with --engine local (the Spark UDF runs the logged pyfunc as it is)")
+    _check_gold_column(input, gold_column, encoding)
     quiet_libraries()
     run = start_predict_run(model, input, output, text_column, chunk_size, engine, backend, int8) if log_mlflow else None
     try:
@@ -135,6 +141,50 @@ def predict_cmd(
             "bad rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1])), err=True
         )
     end_predict_run(run, (summary, uri, version, input), "FINISHED")
+    _report_agreement(output, gold_column)
+
+
+# -- gold labels in the input: agreement -----------------------------------------------------------------------------
+
+
+def _check_gold_column(input: Path, gold_column: str | None, encoding: str) -> None:
+    """A --gold-column the input lacks is refused before any work (the default `stance` is used only when present)."""
+    if gold_column is None:
+        return
+    from train.inference import InferenceError, file_format
+    from train.inference.readers import input_columns
+
+    try:
+        columns = input_columns(Path(input), file_format(Path(input), "input"), encoding)
+    except (InferenceError, OSError):
+        return  # the run itself reports an unreadable input
+    if gold_column not in columns:
+        from train.data import did_you_mean
+
+        names = list(map(str, columns))
+        fail(
+            f"--gold-column {gold_column!r}: {input} has no such column (it has {', '.join(names)}){did_you_mean(gold_column, names)}"
+        )
+
+
+def _report_agreement(output: Path, gold_column: str | None) -> None:
+    from train.reports.file_eval import agreement
+
+    found = agreement(output, gold_column or "stance")
+    if found is None:
+        return
+    metrics, n, unlabeled = found
+    name = gold_column or "stance"
+    skipped = f"; {unlabeled} rows without a gold label or a prediction left out" if unlabeled else ""
+    if not n:
+        typer.echo(f"agreement with {name!r}: no row has both a gold label and a prediction{skipped}", err=True)
+        return
+    typer.echo(
+        f"agreement with {name!r} ({n} rows): accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+        f"(95% CI {metrics['macro_f1_ci_low']:.3f}-{metrics['macro_f1_ci_high']:.3f}){skipped}; "
+        f"the full report: stance eval file",
+        err=True,
+    )
 
 
 def _predict_local(

@@ -6,18 +6,23 @@ file and line, instead of surfacing later as a training bug.
 
 Modules: ``problems`` (Problem, DataError, ValidationReport), ``readers`` (JSONL / CSV files), ``validation`` (row and
 cross-row checks, ``validate``, ``load_statements``), ``splits`` (filters, train/val/eval with hold-outs), ``stats``
-(count tables, the dataset card), ``importers`` (CSV, TweetEval), ``selection`` (the rows a run trains and is scored on).
+(count tables, the dataset card), ``importers`` (CSV with column mapping, TweetEval), ``selection`` (the rows a run
+trains and is scored on), ``codebook`` (a study's speaker groups and languages, from codebook.yaml in its folder).
 """
 
+from train.data.codebook import CODEBOOK_FILE, DEFAULT_CODEBOOK, Codebook, codebook_for, load_codebook
 from train.data.importers import (
     LANGUAGE_NAMES,
+    MAP_TARGETS,
     SENTIMENT_LABEL_MAP,
+    ImportSummary,
     decode_unicode_escapes,
     import_csv,
     import_tweeteval,
+    parse_mapping,
     read_tweeteval,
 )
-from train.data.problems import DataError, Problem, ValidationReport
+from train.data.problems import DataError, Problem, ValidationReport, did_you_mean, summarize
 from train.data.readers import ALL_FIELDS, corpus_files
 from train.data.selection import calibration_rows, load_eval_files, prepare_data, subsample
 from train.data.splits import filter_statements, make_splits
@@ -35,6 +40,16 @@ from train.runtime import DEFAULT_LABELED_DIR
 
 __all__ = [
     "ALL_FIELDS",
+    "CODEBOOK_FILE",
+    "DEFAULT_CODEBOOK",
+    "MAP_TARGETS",
+    "Codebook",
+    "ImportSummary",
+    "codebook_for",
+    "did_you_mean",
+    "load_codebook",
+    "parse_mapping",
+    "summarize",
     "DEFAULT_LABELED_DIR",
     "ISO639_1",
     "LANGUAGE_NAMES",

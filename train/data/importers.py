@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import pandas as pd
 
-from train.data.problems import DataError, Problem, _display, _Record
+from train.data.codebook import DEFAULT_CODEBOOK, Codebook, codebook_for, group_key, load_codebook
+from train.data.problems import DataError, Problem, _display, _Record, did_you_mean
 from train.data.readers import ALL_FIELDS, _decode_text_file, _read_csv
-from train.data.validation import ISO639_1, _check_records, _frame, _sorted
+from train.data.validation import ISO639_1, _check_records, _frame, _sorted, normalise_text
 from train.schema import LABELS, REQUIRED_FIELDS, SPLITS, split_for_id
 
 # --------------------------------------------------------------------------- writing and importing
@@ -36,34 +40,108 @@ def _validate_or_raise(records: list[_Record], near_duplicates: bool = False) ->
     return warnings
 
 
-def import_csv(
-    csv_path, out_jsonl, *, source: str | None = None, defaults: Mapping[str, str] | None = None, overwrite: bool = False
-) -> int:
-    """Convert a CSV (header row, columns by name) into schema JSONL; returns the number of rows written.
+MAP_TARGETS = tuple(f for f in ALL_FIELDS if f != "meta")
 
-    ``defaults`` fills fields whose column is absent or whose cell is empty (e.g. ``{"language": "ru"}``);
-    ``source`` is the default source. A missing/empty split is computed with ``split_for_id(id)``.
-    Rows are validated like the corpus (problems name the CSV line); nothing is written on error.
+
+@dataclass
+class ImportSummary:
+    """What `import_csv` did: rows written, ids it generated, the columns it kept in `meta`, the group values it read
+    as codebook groups ("Western media" -> western_media)."""
+
+    rows: int
+    generated_ids: int = 0
+    meta_columns: list[str] = dataclass_field(default_factory=list)
+    groups_read_as: dict[str, str] = dataclass_field(default_factory=dict)
+
+
+def parse_mapping(items: Mapping[str, str] | None, where: str = "--map") -> dict[str, str]:
+    """CSV column -> field (or `meta.<name>`), checked: every target a field, with the close one named."""
+    mapping = {str(k).strip(): str(v).strip() for k, v in (items or {}).items()}
+    for column, target in mapping.items():
+        if target not in MAP_TARGETS and not (target.startswith("meta.") and len(target) > 5):
+            raise ValueError(
+                f"{where} {column}={target}: {target!r} is not a field (valid: {', '.join(MAP_TARGETS)}, or meta.NAME)"
+                f"{did_you_mean(target, MAP_TARGETS)}"
+            )
+    return mapping
+
+
+def import_csv(
+    csv_path,
+    out_jsonl,
+    *,
+    source: str | None = None,
+    defaults: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    mapping: Mapping[str, str] | None = None,
+) -> ImportSummary:
+    """Convert a CSV (header row) into schema JSONL; nothing is written on error (a DataError with every problem).
+
+    ``mapping`` renames the file's columns (``{"quote": "text", "quote_id": "id"}``; a target may be ``meta.<name>``);
+    every other column that is not a field is kept in the row's ``meta`` object (coder, source_url, ...).
+    Without an id column, ids are generated from the text: ``<file stem>-<first 10 hex of sha256(normalised text)>``,
+    so re-importing the sheet, sorted or extended, gives every row the same id (and split) again.
+    ``defaults`` fills fields whose column is absent or whose cell is empty (e.g. ``{"language": "ru"}``); ``source``
+    is the default source; a missing split is derived from the id. Stance and language values are read lowercased, and
+    a speaker group written as text ("Western media") is read as the codebook group it names (western_media). Rows are
+    validated like the corpus, against the codebook of the output's folder; problems name the CSV line.
     """
     fill = {k: v for k, v in (defaults or {}).items() if v is not None}
     if source is not None:
         fill["source"] = source
-    unknown = sorted(set(fill) - set(ALL_FIELDS))
+    unknown = sorted(set(fill) - set(MAP_TARGETS))
     if unknown:
-        raise ValueError(f"unknown default field(s) {unknown} (allowed: {', '.join(ALL_FIELDS)})")
-    required = [f for f in REQUIRED_FIELDS if f not in fill and f != "split"]
-    records, problems = _read_csv(Path(csv_path), header_required=required)
-    filled = [_Record(r.path, r.line, _fill_row(r.row, fill), r.header_missing - {"split"}) for r in records]
+        raise ValueError(f"unknown default field(s) {unknown} (allowed: {', '.join(MAP_TARGETS)})")
+    mapping = parse_mapping(mapping)
+    required = [f for f in REQUIRED_FIELDS if f not in fill and f not in ("split", "id")]
+    records, problems = _read_csv(Path(csv_path), header_required=required, mapping=mapping)
+    codebook, book_problems = DEFAULT_CODEBOOK, []
+    book = codebook_for(Path(out_jsonl).parent)
+    if book is not None:
+        codebook, book_problems = load_codebook(book, ISO639_1)
+    summary = ImportSummary(0)
+    generate = bool(records) and "id" in records[0].header_missing
+    taken: dict[str, int] = {}
+    filled = []
+    for r in records:
+        row = _normalise(r.row, codebook, summary)
+        if generate and isinstance(row.get("text"), str) and row["text"].strip():
+            row["id"] = _generated_id(Path(csv_path), row["text"], taken)
+        # without an id (its column, cell or text is missing: reported) the split cannot be derived: not a second error
+        reported = r.header_missing - {"split"} | ({"split"} if not row.get("id") else set())
+        filled.append(_Record(r.path, r.line, _fill_row(row, fill), reported, codebook))
     errors, _ = _check_records(filled, near_duplicates=False)
     hint = " (add a source column or pass --source)"
     problems = [
         Problem(p.path, p.line, p.field, p.message + hint) if p.field == "source" and "missing" in p.message else p
-        for p in problems + errors
+        for p in book_problems + problems + errors
     ]
     if problems:
         raise DataError(_sorted(problems))
     _write_jsonl([r.row for r in filled], out_jsonl, overwrite)
-    return len(filled)
+    summary.rows = len(filled)
+    summary.generated_ids = len(filled) if generate else 0
+    summary.meta_columns = sorted({k for r in filled for k in r.row.get("meta", {})})
+    return summary
+
+
+def _normalise(row: dict, codebook: Codebook, summary: ImportSummary) -> dict:
+    """Stance and language lowercased; a group written as text read as the codebook group it names."""
+    row = dict(row)
+    for name in ("stance", "language"):
+        if isinstance(row.get(name), str):
+            row[name] = row[name].strip().lower()
+    group = row.get("speaker_group")
+    if isinstance(group, str) and group not in codebook.speaker_groups and group_key(group) in codebook.speaker_groups:
+        summary.groups_read_as[group] = row["speaker_group"] = group_key(group)
+    return row
+
+
+def _generated_id(csv_path: Path, text: str, taken: dict[str, int]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", csv_path.stem).strip("-") or "row"
+    rid = f"{stem}-{hashlib.sha256(normalise_text(text).encode('utf-8')).hexdigest()[:10]}"
+    taken[rid] = taken.get(rid, 0) + 1
+    return rid if taken[rid] == 1 else f"{rid}-{taken[rid]}"  # the same text twice: reported as a duplicate text
 
 
 def _fill_row(row: dict, fill: Mapping[str, str]) -> dict:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
@@ -39,6 +42,34 @@ class DataError(Exception):
         super().__init__(f"{len(self.problems)} data problem(s):\n{head}{more}")
 
 
+def did_you_mean(value, choices: Iterable[str]) -> str:
+    """'. Did you mean "x"?' for the closest valid choice (as the config loader says it), to end a message; else ''."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6) if isinstance(value, str) else []
+    return f". Did you mean {close[0]!r}?" if close else ""
+
+
+_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|\b\d+\b")
+
+
+def summarize(problems: list[Problem], examples: int = 5) -> list[str]:
+    """One line per kind of problem (same file, field and message once the quoted values are left out), in order of
+    first appearance: the first occurrence in full, then how many rows share it and their first lines. A kind that
+    occurs once prints exactly as str(problem)."""
+    kinds: dict[tuple, list[Problem]] = {}
+    for p in problems:
+        kinds.setdefault((p.path, p.field, _VALUES.sub("_", p.message.split(". Did you mean")[0])), []).append(p)
+    lines = []
+    for group in kinds.values():
+        line = str(group[0])
+        if len(group) > 1:
+            shown = list(dict.fromkeys(str(p.line) for p in group[1:] if p.line is not None))[:examples]
+            more = len({p.line for p in group[1:] if p.line is not None}) - len(shown)
+            line += f"  [and {len(group) - 1} more like it" + (f": lines {', '.join(shown)}" if shown else "")
+            line += (f" and {more} more" if more > 0 and shown else "") + "]"
+        lines.append(line)
+    return lines
+
+
 @dataclass
 class ValidationReport:
     errors: list[Problem] = _field(default_factory=list)
@@ -59,6 +90,7 @@ class _Record:
     line: int
     row: dict
     header_missing: frozenset = frozenset()  # CSV columns already reported once, on the header line
+    codebook: object = None  # the Codebook of the row's folder (None: the shipped default)
 
     @property
     def where(self) -> str:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from train.data.problems import Problem, _display, _Record
+from train.data.problems import Problem, _display, _Record, did_you_mean
 from train.schema import OPTIONAL_FIELDS, REQUIRED_FIELDS
 
 ALL_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
@@ -82,8 +82,13 @@ def _decode_text_file(path: Path) -> tuple[str, list[Problem]]:
     return data.decode("utf-8-sig", errors="replace"), problems
 
 
-def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -> tuple[list[_Record], list[Problem]]:
-    """Rows of a CSV with a header. Missing/unknown columns are reported once, on line 1."""
+def _read_csv(
+    path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS, mapping: dict[str, str] | None = None
+) -> tuple[list[_Record], list[Problem]]:
+    """Rows of a CSV with a header. Missing/unknown columns are reported once, on line 1.
+
+    With ``mapping`` (importing: CSV column -> field or ``meta.<name>``) columns are renamed first, and every column
+    that is neither mapped nor a field is kept in the row's ``meta`` object instead of being refused."""
     shown = _display(path)
     text, problems = _decode_text_file(path)
     if problems and not text:  # undecodable as a whole (UTF-16): one problem, not also "empty CSV file"
@@ -94,13 +99,20 @@ def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -
     if header is None:
         return [], problems + [Problem(shown, 1, None, "empty CSV file (expected a header row)")]
     header = [h.strip() for h in header]
+    if mapping is None:
+        names = header
+        problems += [
+            Problem(shown, 1, h, f"unknown column (allowed: {', '.join(ALL_FIELDS)}){did_you_mean(h, ALL_FIELDS)}")
+            for h in header
+            if h not in ALL_FIELDS
+        ]
+    else:
+        names = [mapping.get(h, h if h in ALL_FIELDS and h != "meta" else f"meta.{h}") for h in header]
+        problems += _mapping_problems(shown, header, names, mapping)
     for name in header_required:
-        if name not in header:
-            problems.append(Problem(shown, 1, name, "missing required column"))
-    for name in header:
-        if name not in ALL_FIELDS:
-            problems.append(Problem(shown, 1, name, f"unknown column (allowed: {', '.join(ALL_FIELDS)})"))
-    header_missing = frozenset(REQUIRED_FIELDS) - set(header)
+        if name not in names:
+            problems.append(Problem(shown, 1, name, "missing required column" + _map_hint(name, header, mapping)))
+    header_missing = frozenset(REQUIRED_FIELDS) - set(names)
     records, start = [], reader.line_num + 1
     for values in _csv_rows(reader, shown, problems):
         line, start = start, reader.line_num + 1
@@ -109,9 +121,34 @@ def _read_csv(path: Path, *, header_required: Iterable[str] = REQUIRED_FIELDS) -
         if len(values) != len(header):
             problems.append(Problem(shown, line, None, f"row has {len(values)} values, the header has {len(header)}"))
             continue
-        row = {h: v for h, v in zip(header, values) if h in ALL_FIELDS}
+        row = {}
+        for name, value in zip(names, values):
+            if name.startswith("meta."):
+                row.setdefault("meta", {})[name[5:]] = value
+            elif name in ALL_FIELDS:
+                row[name] = value
         records.append(_Record(shown, line, row, header_missing))
     return records, problems
+
+
+def _mapping_problems(shown: str, header: list[str], names: list[str], mapping: dict[str, str]) -> list[Problem]:
+    """A mapped column the file lacks, and two columns that would fill one field."""
+    problems = [
+        Problem(shown, 1, column, f"--map {column}={target}: the file has no column {column!r}{did_you_mean(column, header)}")
+        for column, target in mapping.items()
+        if column not in header
+    ]
+    for target in dict.fromkeys(names):
+        sources = [h for h, n in zip(header, names) if n == target]
+        if len(sources) > 1:
+            problems.append(
+                Problem(shown, 1, target, f"columns {', '.join(map(repr, sources))} would all become {target!r}; map only one")
+            )
+    return problems
+
+
+def _map_hint(name: str, header: list[str], mapping: dict[str, str] | None) -> str:
+    return "" if mapping is None or name == "source" else f" (name the file's column that holds it: --map COLUMN={name})"
 
 
 def _csv_rows(reader, shown: str, problems: list[Problem]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 from collections import defaultdict
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from train.data.problems import DataError, Problem, ValidationReport, _display, _Record
+from train.data.codebook import DEFAULT_CODEBOOK, Codebook, codebook_for, load_codebook
+from train.data.problems import DataError, Problem, ValidationReport, _display, _Record, did_you_mean
 from train.data.readers import ALL_FIELDS, _read_any, corpus_files
 from train.runtime import DEFAULT_LABELED_DIR
 from train.schema import (
@@ -19,7 +21,6 @@ from train.schema import (
     REGISTERS,
     REQUIRED_FIELDS,
     SOURCES,
-    SPEAKER_GROUPS,
     SPLITS,
     split_for_id,
 )
@@ -47,18 +48,38 @@ def normalise_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _check_enum(row: dict, name: str, allowed: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+def _check_enum(row: dict, name: str, allowed: tuple[str, ...], what: str, whose: str = "") -> list[tuple[str, str]]:
     value = row.get(name)
     if value in allowed:
         return []
-    return [(name, f"unknown {what} {value!r} (expected one of {', '.join(allowed)})")]
+    return [(name, f"unknown {what} {value!r} (expected one of {', '.join(allowed)}{whose}){did_you_mean(value, allowed)}")]
 
 
-def _check_language(value) -> list[tuple[str, str]]:
+def _check_language(value, codebook: Codebook = DEFAULT_CODEBOOK) -> list[tuple[str, str]]:
     if not isinstance(value, str) or not _LANG_RE.fullmatch(value):
         return [("language", f"malformed language code {value!r} (expected a lowercase ISO 639-1 two-letter code)")]
     if value not in ISO639_1:
         return [("language", f"unknown language code {value!r} (not an ISO 639-1 code)")]
+    if codebook.languages is not None and value not in codebook.languages:
+        return [
+            (
+                "language",
+                f"language {value!r} is not one the study expects ({', '.join(codebook.languages)}, the languages "
+                f"of {codebook.path}; add it there if it belongs){did_you_mean(value, codebook.languages)}",
+            )
+        ]
+    return []
+
+
+def _check_meta(value) -> list[tuple[str, str]]:
+    """meta: the study's own columns, an object of name -> string/number/bool/null (what a CSV cell can hold)."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [("meta", f"meta must be an object of column name -> value, got {type(value).__name__}")]
+    nested = [k for k, v in value.items() if isinstance(v, (dict, list))]
+    if nested:
+        return [("meta", f"meta values must be strings, numbers, true/false or null; {nested[0]!r} holds a {type(value[nested[0]]).__name__}")]
     return []
 
 
@@ -97,9 +118,15 @@ def _check_split(row: dict) -> list[tuple[str, str]]:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_row(row: dict) -> list[tuple[str, str]]:
-    """Every problem of one row as ``(field, message)`` pairs (cross-row checks are separate)."""
-    found = [(k, f"unknown field (allowed: {', '.join(ALL_FIELDS)})") for k in row if k not in ALL_FIELDS]
+def check_row(row: dict, codebook: Codebook | None = None) -> list[tuple[str, str]]:
+    """Every problem of one row as ``(field, message)`` pairs (cross-row checks are separate). Speaker groups and
+    expected languages come from the codebook of the row's folder (default: the shipped one)."""
+    codebook = codebook or DEFAULT_CODEBOOK
+    found = [
+        (k, f"unknown field (allowed: {', '.join(ALL_FIELDS)}; a study's own columns go in meta){did_you_mean(k, ALL_FIELDS)}")
+        for k in row
+        if k not in ALL_FIELDS
+    ]
     # a JSON "\\ud83d" without its pair (an emoji cut in half) parses, but no tokenizer or UTF-8 writer accepts it
     found += [(k, f"lone surrogate \\u{ord(m[0]):04x} at character {m.start()} (half an emoji?); not valid Unicode")
               for k, v in row.items() if isinstance(v, str) and (m := _SURROGATE.search(v))]
@@ -110,13 +137,14 @@ def check_row(row: dict) -> list[tuple[str, str]]:
     if "text" not in missing:
         found += _check_text(row["text"])
     if "language" not in missing:
-        found += _check_language(row["language"])
+        found += _check_language(row["language"], codebook)
     if "stance" not in missing:
         found += _check_enum(row, "stance", LABELS, "label")
     if "speaker" not in missing and not isinstance(row["speaker"], str):
         found.append(("speaker", f"speaker must be a string, got {type(row['speaker']).__name__}"))
     if "speaker_group" not in missing:
-        found += _check_enum(row, "speaker_group", SPEAKER_GROUPS, "speaker_group")
+        whose = f"; the groups of {codebook.path}" if codebook.path else ""
+        found += _check_enum(row, "speaker_group", codebook.speaker_groups, "speaker_group", whose)
     if "source" not in missing:
         found += _check_enum(row, "source", SOURCES, "source")
     if "date" not in missing:
@@ -127,7 +155,7 @@ def check_row(row: dict) -> list[tuple[str, str]]:
         found += _check_enum(row, "register", REGISTERS, "register")
     if not isinstance(row.get("notes", ""), (str, type(None))):
         found.append(("notes", f"notes must be a string, got {type(row['notes']).__name__}"))
-    return found
+    return found + _check_meta(row.get("meta"))
 
 
 # --------------------------------------------------------------------------- cross-row checks
@@ -226,7 +254,7 @@ def _near_duplicates_across_splits(records: list[_Record]) -> list[Problem]:
 
 
 def _check_records(records: list[_Record], near_duplicates: bool = True) -> tuple[list[Problem], list[Problem]]:
-    errors = [Problem(r.path, r.line, f, m) for r in records for f, m in check_row(r.row)
+    errors = [Problem(r.path, r.line, f, m) for r in records for f, m in check_row(r.row, r.codebook)
               if not (f in r.header_missing and m == "missing required field")]
     errors += _duplicate_ids(records)
     text_errors, warnings = _duplicate_texts(records)
@@ -242,9 +270,15 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 
 def _scan(paths, near_duplicates: bool = True) -> tuple[list[_Record], ValidationReport]:
     files, file_problems = corpus_files(paths)
-    records, read_problems = [], []
+    records, read_problems, codebooks = [], [], {}
     for f in files:
         recs, probs = _read_any(f)
+        book = codebook_for(f)
+        if book is not None and book not in codebooks:
+            codebooks[book], found = load_codebook(book, ISO639_1)
+            read_problems += found
+        if book is not None:
+            recs = [dataclasses.replace(r, codebook=codebooks[book]) for r in recs]
         records += recs
         read_problems += probs
         if not recs and not probs:
@@ -271,8 +305,9 @@ def validate(paths=DEFAULT_LABELED_DIR, near_duplicates: bool = True) -> Validat
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    blank = dict.fromkeys(OPTIONAL_FIELDS, "")
+    blank = {**dict.fromkeys(OPTIONAL_FIELDS, ""), "meta": None}
     rows = [{**blank, **{k: v for k, v in row.items() if v is not None or k not in blank}} for row in rows]
+    rows = [{**row, "meta": row["meta"] or {}} for row in rows]  # every row an object: df["meta"].str.get("coder") works
     return pd.DataFrame(rows, columns=list(ALL_FIELDS))
 
 
