@@ -10,6 +10,9 @@ OPTIONAL_FIELDS = ("register", "notes")
 
 SPLITS = ("train", "val", "test")
 
+# The crisis's core languages, shown first (and one by one) in tables, plots and the MLflow UI; the others are pooled.
+CORE_LANGUAGES = ("en", "ru", "tr", "az", "uk")
+
 SPEAKER_GROUPS = (
     "russian_military_blogger",  # "Z-bloggers", war correspondents on Telegram
     "russian_official",  # Kremlin, MFA, Duma, governors
