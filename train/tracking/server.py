@@ -124,6 +124,13 @@ def experiment_runs_url(base_url: str, experiment_id: str, view_key: str | None 
     return f"{base_url}/#/experiments/{experiment_id}/runs" + (f"?viewStateShareKey={view_key}" if view_key else "")
 
 
+def compare_runs_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The UI's compare view of these runs (parameters, metrics, and the artifacts at the root that all of them have)."""
+    from urllib.parse import quote
+
+    return f"{base_url}/#/compare-runs?runs={quote(json.dumps(list(run_ids)))}&experiments={quote(json.dumps([experiment_id]))}"
+
+
 def metrics_view(experiment_id: str, metric: str = "f1/all") -> str:
     """Save a runs-table view that shows the comparison metrics, sorted by `metric`; returns its share key.
 
