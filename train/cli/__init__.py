@@ -30,4 +30,10 @@ app.command("tune", context_settings=TRAIN_SETTINGS)(tune_cmd)
 
 
 def main():
-    app()
+    from train.tracking.relocate import StoreMovedError
+
+    try:
+        app()
+    except StoreMovedError as e:  # raised wherever a command opens the store: one clear line, not a traceback
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
