@@ -81,7 +81,13 @@ def test_a_run_logs_the_summary_the_runs_view_shows_first_and_a_comparison_figur
     assert "summary_eval.png" in root  # the compare view lists root files only
     key = metrics_view(exp)
     view = json.loads(mlflow.get_experiment(exp).tags[f"mlflow.sharedViewState.{key}"])
-    assert view["selectedColumns"][:5] == ["metrics.`f1/all`", "metrics.`f1/en`", "metrics.`f1/uk`", "metrics.`f1/other`", "tags.`n_eval`"]
+    assert view["selectedColumns"][:5] == [
+        "metrics.`f1/all`",
+        "metrics.`f1/en`",
+        "metrics.`f1/uk`",
+        "metrics.`f1/other`",
+        "tags.`n_eval`",
+    ]
     assert not any("macro_f1_lang_ar" in c for c in view["selectedColumns"])
 
 
@@ -148,7 +154,14 @@ def test_exported_model_moves_loads_and_predictions_name_its_run(tiny_corpus, ti
     moved.parent.mkdir()
     shutil.move(tmp_path / "export", moved)
     card = (moved / "MODEL_CARD.md").read_text(encoding="utf-8")
-    for section in ("## How to cite", "## Data", "## Metrics on the test split", "## Metrics on real text", "## Intended use", "## Limits"):
+    for section in (
+        "## How to cite",
+        "## Data",
+        "## Metrics on the test split",
+        "## Metrics on real text",
+        "## Intended use",
+        "## Limits",
+    ):
         assert section in card
     run = mlflow.get_run(rid)
     assert f"{run.data.metrics['macro_f1']:.3f}" in card and data_digest(run) in card
