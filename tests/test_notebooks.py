@@ -4,8 +4,8 @@ Also: the committed notebooks are exactly what notebooks/build_notebooks.py writ
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 

@@ -101,7 +101,11 @@ def _metrics_table(m: dict, prefix: str, counts: str) -> list[str]:
 def model_card(run, identity: dict, card: dict) -> str:
     m, p, t = run.data.metrics, run.data.params, run.data.tags
     extra = [s for s in t.get("stance.eval_sets", "eval").split(",") if s and s != "eval"]
-    kind = "TF-IDF + logistic regression baseline" if card["kind"] == "baseline" else f"fine-tuned {p.get('model.name', 'transformer')}"
+    kind = (
+        "TF-IDF + logistic regression baseline"
+        if card["kind"] == "baseline"
+        else f"fine-tuned {p.get('model.name', 'transformer')}"
+    )
     lines = [
         f"# Model card: {run.info.run_name or run.info.run_id}",
         "",
