@@ -1,7 +1,7 @@
 """A citable identity for a model: which tool made it (version and git commit), which run trained it, on which data
-(digest), and what the registry calls it. Prediction files (`<output>.meta.json`, and Parquet metadata), `stance runs
-report` and exported model directories (`stance models export`) carry it, so a figure in a paper names the exact
-model, not a counter in someone's local registry.
+(digest), and what the registry calls it. Prediction files (a sidecar `<output>.meta.json`, the same for every output
+format), `stance runs report` and exported model directories (`stance models export`) carry it, so a figure in a
+paper names the exact model, not a counter in someone's local registry (docs/citing.md).
 
 The training-data digest is the run's `stance.data_digest` tag when it has one; otherwise one sha256 over the digests
 of the datasets MLflow logged for the run (train, val, eval: `mlflow.data`, see tracking.artifacts.log_dataset).
