@@ -44,6 +44,18 @@ def test_macro_f1_by_group_counts_rows_and_matches_hand_computed_values():
     assert (whole["ci_low"], whole["ci_high"]) == bootstrap_macro_f1(y, p)
 
 
+def test_per_language_figure_puts_core_languages_first_with_their_n_and_pales_small_ones():
+    from train.tracking.plots import close, per_language_bars
+
+    m = {"macro_f1": 0.8, "macro_f1_lang_de": 1.0, "macro_f1_lang_en": 0.9, "macro_f1_lang_ru": 0.7, "macro_f1_lang_az": 0.85}
+    fig = per_language_bars(m, "eval", np.array(["en"] * 100 + ["ru"] * 90 + ["de"] * 3 + ["az"] * 80))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["en\n100", "ru\n90", "az\n80", "de\n3"]
+    colors = [tuple(p.get_facecolor()) for p in ax.patches]
+    assert colors[0] == colors[1] == colors[2] != colors[3]  # 3 rows: a pale bar
+    close(fig)
+
+
 def test_a_run_logs_the_summary_the_runs_view_shows_first_and_a_comparison_figure_at_the_root(mlflow_store):
     import mlflow
     from mlflow.tracking import MlflowClient

@@ -54,7 +54,7 @@ def per_language_bars(metrics: dict, prefix: str, languages=None):
         return None
     langs = [l for l in CORE_LANGUAGES if l in present] + sorted(present - set(CORE_LANGUAGES))
     counts = {l: int((np.asarray(languages) == l).sum()) for l in langs} if languages is not None else {}
-    fig, ax = _plt().subplots(figsize=(max(4, 0.6 * len(langs) + 2), 3.4))
+    fig, ax = _plt().subplots(figsize=(max(5, 0.6 * len(langs) + 2), 3.6))
     vals = [metrics[f"macro_f1_lang_{l}"] for l in langs]
     colors = ["#4c72b0" if counts.get(l, FEW_ROWS) >= FEW_ROWS else "#b8c7e0" for l in langs]
     ax.bar(range(len(langs)), vals, color=colors)
@@ -62,7 +62,9 @@ def per_language_bars(metrics: dict, prefix: str, languages=None):
     ax.axhline(metrics["macro_f1"], color="k", ls="--", lw=1, label=f"all: {metrics['macro_f1']:.3f}")
     ax.set_ylim(0, 1)
     ax.set_ylabel("macro-F1")
-    ax.set_title(f"{prefix}: macro-F1 per language" + (f" (n below; pale: < {FEW_ROWS} rows)" if counts else ""), fontsize=9)
+    ax.set_title(f"{prefix}: macro-F1 per language", fontsize=9)
+    if counts:
+        ax.set_xlabel(f"language and its rows (pale: fewer than {FEW_ROWS})", fontsize=8)
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
