@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", default="stance-ru-az-2025")
-    ap.add_argument("--metric", default="macro_f1", help="sort the table by this metric")
+    ap.add_argument("--metric", default="f1/all", help="sort the table by this metric")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "ui-runs.png")
     ap.add_argument("--width", type=int, default=2200)
     ap.add_argument("--height", type=int, default=900)

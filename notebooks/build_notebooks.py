@@ -123,17 +123,37 @@ for y, (m, n) in enumerate(zip(order["macro_f1_mean"], order["n_seeds"])):
 ax.set_xlim(0, 1.1)
 ax.set_xlabel("macro-F1 on the eval set")
 plt.tight_layout()'''),
-    new_markdown_cell("## macro-F1 per language and model"),
+    new_markdown_cell("""\
+## macro-F1 per language and model
+
+The five core languages one by one, the other languages pooled (a language with three test rows scores 0 or 1 by
+chance), each with its number of test rows (n) and the spread over seeds. The table below has every language.
+Runs logged before the at-a-glance summary existed (`f1/<language>` metrics) are left out of the figure."""),
     new_code_cell('''\
+from train.schema import CORE_LANGUAGES
+
+groups = [g for g in ("all", *CORE_LANGUAGES, "other") if f"metrics.f1/{g}" in runs.columns]
+cfg = runs.assign(config=runs["tags.mlflow.runName"].str.replace(r"-s\\d+$", "", regex=True))
+counts = {}
+for text in cfg.get("tags.n_eval", pd.Series(dtype=str)).dropna():  # "en 120 · ru 118 · ... · all 742"
+    counts.update(dict(part.rsplit(" ", 1) for part in text.split(" · ")))
+if groups:
+    means = cfg.groupby("config")[[f"metrics.f1/{g}" for g in groups]].mean()
+    stds = cfg.groupby("config")[[f"metrics.f1/{g}" for g in groups]].std().fillna(0)
+    fig, ax = plt.subplots(figsize=(1.1 * len(groups) * max(1, len(means)) ** 0.5 + 3, 3.8))
+    width = 0.8 / len(means)
+    for i, config in enumerate(means.index):
+        x = [j + i * width for j in range(len(groups))]
+        ax.bar(x, means.loc[config], width, yerr=stds.loc[config], capsize=2, label=config[:45])
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], [f"{g}\\nn={counts.get(g, '?')}" for g in groups])
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("macro-F1 (test split)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    plt.tight_layout()
 lang_cols = [c for c in board.columns if c.startswith("macro_f1_lang_")]
-per_lang = board.set_index("config")[lang_cols].rename(columns=lambda c: c.removeprefix("macro_f1_lang_"))
-display(per_lang.round(3))
-ax = per_lang.T.plot.bar(figsize=(max(6, 1.2 * len(lang_cols) + 2), 4), width=0.8)
-ax.set_ylim(0, 1)
-ax.set_ylabel("macro-F1")
-ax.set_xlabel("language")
-ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-plt.tight_layout()'''),
+langs = [c.removeprefix("macro_f1_lang_") for c in lang_cols]
+order = [l for l in CORE_LANGUAGES if l in langs] + sorted(set(langs) - set(CORE_LANGUAGES))
+board.set_index("config")[[f"macro_f1_lang_{l}" for l in order]].rename(columns=lambda c: c.removeprefix("macro_f1_lang_")).round(3)'''),
     new_markdown_cell("## Confusion matrices of each configuration's best seed (as logged by the runs)"),
     new_code_cell('''\
 import tempfile
@@ -142,13 +162,16 @@ import matplotlib.image as mpimg
 
 by_id = runs.set_index("run_id")
 best = [max(ids.split(","), key=lambda r: by_id.loc[r, "metrics.macro_f1"]) for ids in board["run_ids"]][:6]
-fig, axes = plt.subplots(1, len(best), figsize=(4.2 * len(best), 4.2), squeeze=False)
+cols = min(3, len(best))  # three to a row: readable at any screen width
+rows = -(-len(best) // cols)
+fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
 with tempfile.TemporaryDirectory() as tmp:
-    for ax, (rid, name) in zip(axes[0], zip(best, board["config"])):
+    for ax, (rid, name) in zip(axes.flat, zip(best, board["config"])):
         path = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="eval/confusion_matrix.png", dst_path=f"{tmp}/{rid}")
         ax.imshow(mpimg.imread(path))
         ax.set_title(f"{name[:40]}\\n{rid[:8]}  macro-F1 {by_id.loc[rid, 'metrics.macro_f1']:.3f}", fontsize=8)
-        ax.axis("off")
+for ax in axes.flat:
+    ax.axis("off")
 plt.tight_layout()'''),
     new_markdown_cell("## Per-class F1"),
     new_code_cell('''\
@@ -186,18 +209,32 @@ print(f"run {RUN_ID} ({run.info.run_name}): macro-F1 {run.data.metrics['macro_f1
     new_code_cell('''\
 mistakes = preds[preds["wrong"]].sort_values("confidence", ascending=False)
 mistakes[["id", "language", "speaker_group", "gold", "predicted", "confidence", "text"]].head(20)'''),
-    new_markdown_cell("## Confusions per language (rows: gold, columns: predicted)"),
+    new_markdown_cell("""\
+## Confusions per language (rows: gold, columns: predicted)
+
+The core languages one by one and the other languages pooled, three to a row; the table after it counts every
+language's errors."""),
     new_code_cell('''\
 from sklearn.metrics import ConfusionMatrixDisplay
 
-langs = sorted(preds["language"].unique())
-fig, axes = plt.subplots(1, len(langs), figsize=(3.6 * len(langs), 3.6), squeeze=False)
-for ax, lang in zip(axes[0], langs):
-    part = preds[preds["language"] == lang]
+from train.schema import CORE_LANGUAGES
+
+core = [l for l in CORE_LANGUAGES if (preds["language"] == l).any()]
+panels = [(l, preds[preds["language"] == l]) for l in core]
+rest = preds[~preds["language"].isin(CORE_LANGUAGES)]
+if len(rest):
+    panels.append((f"other ({rest['language'].nunique()} languages)", rest))
+cols = min(3, len(panels))
+rows = -(-len(panels) // cols)
+fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.6 * rows), squeeze=False)
+for ax, (name, part) in zip(axes.flat, panels):
     ConfusionMatrixDisplay.from_predictions(part["gold"], part["predicted"], labels=list(LABELS), ax=ax, colorbar=False, cmap="Blues")
-    ax.set_title(f"{lang} (n={len(part)}, error {part['wrong'].mean():.0%})", fontsize=9)
+    ax.set_title(f"{name} (n={len(part)}, error {part['wrong'].mean():.0%})", fontsize=9)
     ax.tick_params(axis="x", labelrotation=45)
-plt.tight_layout()'''),
+for ax in list(axes.flat)[len(panels):]:
+    ax.axis("off")
+plt.tight_layout()
+preds.groupby("language")["wrong"].agg(n="size", errors="sum", error_rate="mean").sort_values("n", ascending=False).round(3)'''),
     new_markdown_cell("## Which gold→predicted confusions are most common, per language"),
     new_code_cell('''\
 (mistakes.groupby(["language", "gold", "predicted"]).size().rename("n").reset_index()

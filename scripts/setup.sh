@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# A venv copied or moved with the project still runs from (and installs into) its old folder: its scripts' shebangs
+# and the editable install name the old path. Recreate it here.
+if [ -f .venv/bin/pip ] && [[ "$(head -1 .venv/bin/pip)" != "#!$PWD/.venv/bin/"* ]]; then
+  echo "setup: .venv was made in another folder ($(head -1 .venv/bin/pip | sed 's/^#!//; s|/bin/python.*||')): recreating it in $PWD/.venv"
+  rm -rf .venv
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

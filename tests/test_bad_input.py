@@ -176,7 +176,9 @@ def test_bad_input(case, baseline_dir, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == [name]
         return
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "out.parquet"])  # no parts dir, no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [name, "out.parquet", "out.parquet.meta.json"]
+    )  # no parts dir, no temp file; the model identity beside it
     out = pd.read_parquet(out_path)
     assert len(out) == n_rows
     for i in range(n_rows):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,19 @@ def execute(name: str, env: dict[str, str], monkeypatch, tmp_path):
     return nb
 
 
+def assert_readable_figures(nb, max_px: int = 1500) -> None:
+    """No figure wider than a screen (a row of 18 confusion matrices was 6,500 px wide, unreadable when scaled)."""
+    import base64
+    import struct
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                width, height = struct.unpack(">II", base64.b64decode(png)[16:24])  # the PNG header's IHDR chunk
+                assert width <= max_px, f"a figure {width} px wide in cell {cell['id']}"
+
+
 def outputs_text(nb) -> str:
     parts = []
     for cell in nb.cells:
@@ -47,6 +61,7 @@ def outputs_text(nb) -> str:
 def test_dataset_overview_runs(monkeypatch, tmp_path):
     nb = execute("01_dataset_overview.ipynb", {}, monkeypatch, tmp_path)
     text = outputs_text(nb)
+    assert_readable_figures(nb)
     assert "statements in" in text and "conciliatory" in text
     assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 3
 
@@ -58,9 +73,55 @@ def test_run_notebooks_on_demo_store(name, demo_store, monkeypatch, tmp_path):
     monkeypatch.delenv("STANCE_RUN_ID", raising=False)
     nb = execute(name, env, monkeypatch, tmp_path)
     text = outputs_text(nb)
+    assert_readable_figures(nb)
     assert demo_store.experiment in text
     if name.startswith("02"):
         assert "3 finished runs, 2 configurations" in text and "tiny-bert-mean" in text
     else:
         assert any(rid in text for rid in demo_store.run_ids) and "eval statements wrong" in text
     assert not (tmp_path / "mlruns").exists(), "a notebook created a store in its working folder"
+
+
+@pytest.mark.slow  # starts a Jupyter server
+def test_jupyter_lab_opens_the_notebooks_as_documented(tmp_path):
+    """notebooks/README.md says `jupyter lab notebooks/`: the server starts from the project's environment and serves
+    every notebook (the [notebooks] extra that scripts/setup.sh installs)."""
+    import json
+    import os
+    import time
+    import urllib.request
+
+    from train.tracking.server import free_port
+
+    port = free_port()
+    jupyter = Path(sys.executable).with_name("jupyter")
+    assert jupyter.is_file(), "jupyter is not installed in this environment (pip install -e '.[notebooks]')"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
+    argv = [
+        str(jupyter),
+        "lab",
+        "notebooks/",
+        "--no-browser",
+        f"--port={port}",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+    ]
+    argv += ["--allow-root"] if os.geteuid() == 0 else []  # containers (notebooks/README.md says so too)
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, listing = time.monotonic() + 90, None
+        while listing is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=5) as r:
+                    listing = json.load(r)
+            except OSError:
+                assert proc.poll() is None, "jupyter lab exited"
+                time.sleep(1)
+        assert listing is not None, "jupyter lab did not answer within 90 s"
+        names = {c["name"] for c in listing["content"]}
+        assert {"01_dataset_overview.ipynb", "02_compare_runs.ipynb", "03_error_analysis.ipynb"} <= names
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO
 from tests.make_demo_store import demo_store, use_demo_store  # noqa: F401 - fixtures
 from train.reports.browser import dump_dom, find_chromium, screenshot
-from train.tracking.server import experiment_runs_url, free_port, metrics_view, running_ui
+from train.tracking.server import compare_runs_url, experiment_runs_url, free_port, metrics_view, running_ui
 
 pytestmark = pytest.mark.slow  # MLflow server and headless Chromium
 
@@ -35,7 +35,10 @@ def chromium():
     return exe
 
 
-def test_runs_table_lists_runs_with_metrics(use_demo_store, chromium):
+def test_runs_view_at_1600px_shows_core_languages_with_n_and_compare_shows_the_plot(use_demo_store, chromium):
+    """At 1,600 px the table draws only the columns in view: the default view must put the core languages' macro-F1
+    (3 decimals) and their row counts there, not the first of 18 alphabetical languages with 16 decimals. The compare
+    view shows only root-level files every run has: the comparison figure must be one of them."""
     from mlflow.tracking import MlflowClient
 
     demo = use_demo_store
@@ -44,21 +47,30 @@ def test_runs_table_lists_runs_with_metrics(use_demo_store, chromium):
     ARTIFACTS.mkdir(exist_ok=True)
     with running_ui(log=ARTIFACTS / "mlflow-server.log") as url:
         page = experiment_runs_url(url, demo.experiment_id, metrics_view(demo.experiment_id))
-        dom = dump_dom(page)
-        screenshot(page, ARTIFACTS / "ui-runs.png", window=(2200, 900))
+        dom = dump_dom(page, window=(1600, 900))
+        screenshot(page, ARTIFACTS / "ui-runs.png", window=(1600, 900))
+        compare = compare_runs_url(url, demo.experiment_id, [demo.transformer_run_ids[0], demo.baseline_run_id])
+        compare_dom = dump_dom(compare, window=(1600, 900))
+        screenshot(compare, ARTIFACTS / "ui-compare.png", window=(1600, 2400))
         rid = demo.transformer_run_ids[0]
-        with urllib.request.urlopen(f"{url}/get-artifact?path=eval/confusion_matrix.png&run_uuid={rid}", timeout=30) as r:
+        with urllib.request.urlopen(f"{url}/get-artifact?path=summary_eval.png&run_uuid={rid}", timeout=30) as r:
             png = r.read()
     (ARTIFACTS / "ui-runs.html").write_text(dom, encoding="utf-8")
+    (ARTIFACTS / "ui-compare.html").write_text(compare_dom, encoding="utf-8")
     for run in runs:
+        m = run.data.metrics
         assert run.info.run_name in dom, f"run {run.info.run_name} is not in the runs table (see test-artifacts/ui-runs.png)"
-        # the UI prints floats the way Python's repr does (shortest round-trip form)
-        for metric in ("macro_f1", "accuracy"):
-            assert repr(run.data.metrics[metric]) in dom, (
-                f"{metric}={run.data.metrics[metric]!r} of {run.info.run_name} not shown"
-            )
-    assert "macro_f1_lang_ru" in dom  # per-language metrics are columns of their own
-    assert png.startswith(b"\x89PNG"), "the confusion matrix artifact is not served as a PNG"
+        # the UI prints floats the way Python's repr does: the summary is rounded, so it reads 0.293, not 0.29333333333
+        for metric in ("f1/all", "f1/en", "f1/ru", "f1/tr"):
+            assert len(repr(m[metric])) <= 5, f"{metric}={m[metric]!r} is not rounded to 3 decimals"
+            assert repr(m[metric]) in dom, f"{metric}={m[metric]!r} of {run.info.run_name} not shown at 1,600 px"
+        assert run.data.tags["n_eval"] in dom, "the row counts are not beside the core languages"
+    for header in ("f1/all", "f1/en", "f1/ru", "f1/tr", "n_eval"):
+        assert f">{header}<" in dom, f"column {header} is not drawn at 1,600 px (see test-artifacts/ui-runs.png)"
+    # the demo's test split: en 3 rows, ru 6, tr 11 (tests/conftest.py make_rows), counted by the run
+    assert runs[0].data.tags["n_eval"] == "en 3 · ru 6 · tr 11 · all 20"
+    assert "No common artifacts" not in compare_dom and 'artifact-name="summary_eval.png"' in compare_dom
+    assert png.startswith(b"\x89PNG"), "the comparison figure is not served as a PNG"
 
 
 def test_stance_ui_serves_and_stops_on_ctrl_c(use_demo_store):

@@ -12,6 +12,9 @@ OPTIONAL_FIELDS = ("register", "notes", "meta")
 
 SPLITS = ("train", "val", "test")
 
+# The crisis's core languages, shown first (and one by one) in tables, plots and the MLflow UI; the others are pooled.
+CORE_LANGUAGES = ("en", "ru", "tr", "az", "uk")
+
 # The default codebook's speaker groups (labeled/codebook.yaml lists the same); a study folder with its own
 # codebook.yaml uses its own groups instead (train/data/codebook.py).
 SPEAKER_GROUPS = (

@@ -32,4 +32,10 @@ app.add_typer(label_app, name="label")
 
 
 def main():
-    app()
+    from train.tracking.relocate import StoreMovedError
+
+    try:
+        app()
+    except StoreMovedError as e:  # raised wherever a command opens the store: one clear line, not a traceback
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None

@@ -48,6 +48,25 @@ def models_list():
         )
 
 
+@models_app.command("export")
+def models_export(
+    model: str = typer.Argument(..., help="Run id, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS."),
+    dest: Path = typer.Argument(..., help="New (or empty) directory to write."),
+):
+    """Write a self-contained model directory: the model, MODEL_CARD.md (data, metrics on the test split and on real
+    text, intended use, limits, how to cite) and model_identity.json. Load it with `stance predict --model DIR`."""
+    from train.inference import InferenceError
+    from train.reports.export import ExportError, export_model
+    from train.tracking.registry import quiet_libraries
+
+    quiet_libraries()
+    try:
+        out = export_model(model, dest)
+    except (ExportError, InferenceError) as e:
+        fail(str(e))
+    typer.echo(f"{out}: model, MODEL_CARD.md and model_identity.json; load with `stance predict --model {out}`")
+
+
 def ensure_offline_model(name: str) -> None:
     """The default config points at the converted offline encoder; create it on first use."""
     from train.models.e5convert import bootstrap, default_models_dir

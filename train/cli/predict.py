@@ -81,6 +81,7 @@ def predict_cmd(
 ):
     """Predict stance for every row of a file; every input row comes out, in order, with its columns plus predictions."""
     from train.inference import InferenceError
+    from train.tracking.identity import model_identity, write_sidecar
     from train.tracking.predict_runs import end_predict_run, start_predict_run
     from train.tracking.registry import quiet_libraries
 
@@ -105,8 +106,9 @@ def predict_cmd(
                 summary, uri, version = predict_with_spark(
                     model, input, output, text_column, spark_master, detect_language, tmp, encoding
                 )
+                identity = model_identity(uri, version, None)
             else:
-                summary, uri, version = _predict_local(
+                summary, uri, version, identity = _predict_local(
                     model,
                     input,
                     output,
@@ -130,12 +132,14 @@ def predict_cmd(
     except BaseException as e:
         end_predict_run(run, None, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", repr(e))
         raise
+    meta = write_sidecar(output, identity)  # the model's citable identity, for every output format
     reused = f", {summary.chunks_reused} reused from the interrupted run" if summary.chunks_reused else ""
     typer.echo(
         f"{output}: {summary.rows} rows ({summary.bad_rows} bad) in {summary.seconds:.1f}s, {summary.rows_per_s:.0f} rows/s; "
         f"chunks: {summary.chunks_computed} computed{reused}",
         err=True,
     )
+    typer.echo(f"model: {identity['model_id']} (details: {meta})", err=True)
     if summary.errors:
         typer.echo(
             "bad rows: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1])), err=True
@@ -207,6 +211,7 @@ def _predict_local(
 ):
     from train.inference import WorkLock, predict_file
     from train.models.card import model_fingerprint
+    from train.tracking.identity import model_identity
     from train.tracking.registry import load_for_predict
 
     WorkLock.check_free(Path(output))  # another run on this output: say so before downloading and loading a model
@@ -238,7 +243,7 @@ def _predict_local(
             encoding=encoding,
             options=options,
         )
-    return summary, uri, version
+    return summary, uri, version, model_identity(uri, version, model_dir, options["model_files"])
 
 
 # -- progress -----------------------------------------------------------------------------------------------------------

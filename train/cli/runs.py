@@ -82,3 +82,21 @@ def verify_cmd(
     typer.echo(result.table(), nl=False)
     if not result.passed:
         raise typer.Exit(1)
+
+
+@runs_app.command("relocate")
+def relocate_cmd():
+    """After the project folder was moved or copied: point the local store's artifact locations at its current folder
+    (the database is backed up first to mlflow.db.bak-<time>)."""
+    from train.runtime import store_dir
+    from train.tracking.relocate import relocate_store
+
+    store = store_dir()
+    try:
+        old, backup, changed = relocate_store(store)
+    except ValueError as e:
+        fail(str(e), 1)
+    typer.echo(f"{store / 'mlflow.db'}: {changed} artifact locations moved from {old} to {store}; backup: {backup}")
+    missing = [] if (store / "artifacts").is_dir() else [store / "artifacts"]
+    if missing:
+        typer.echo(f"warning: {missing[0]} does not exist: copy the old store's artifacts/ folder there", err=True)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from train.reports.leaderboard import CompareError, markdown_table
 from train.schema import LABELS
+from train.tracking.identity import run_identity
 from train.tracking.queries import artifact_paths, get_run, logged_table
 
 SUMMARY_PARAMS = (
@@ -38,6 +39,23 @@ def misclassified(run_id: str, path: str = "eval/misclassified.json") -> pd.Data
     return pd.DataFrame(table["data"], columns=table["columns"]).sort_values("confidence", ascending=False, kind="stable")
 
 
+def cite_lines(run_id: str) -> list[str]:
+    """The model's citable identity (train.tracking.identity): what a paper quotes instead of a registry counter."""
+    ident = run_identity(run_id)
+    return [
+        "## How to cite this model",
+        "",
+        f"`{ident['model_id']}`",
+        "",
+        f"- tool: stance-lab {ident['training_tool_version']}, training commit `{ident['training_commit']}`",
+        f"- run id: `{run_id}`" + (f" (registered version {ident['registered_version']})" if ident["registered_version"] else ""),
+        f"- training-data digest: `{ident['training_data_digest']}`",
+        "- software: cite stance-lab with `CITATION.cff` at the repository root; "
+        "`stance models export` writes a self-contained copy of the model with its card",
+        "",
+    ]
+
+
 def run_report(run_id: str, top_errors: int = 10) -> str:
     """A Markdown report of one run: params, metrics with CI and ECE, per-language and per-class tables, errors."""
     try:
@@ -55,6 +73,7 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
         f"- started: {pd.Timestamp(run.info.start_time, unit='ms', tz='UTC'):%Y-%m-%d %H:%M UTC}",
         f"- artifacts: {run.info.artifact_uri}",
         "",
+        *cite_lines(run_id),
     ]
     lines += [
         "## Setup",

@@ -3,7 +3,8 @@
 store (where runs go), runs (a run's lifecycle, resuming, the pipeline's logging calls), artifacts + plots (what a run
 logs about its data and evaluation), packaging + pyfunc (the model as an MLflow pyfunc), registry (model URIs ->
 loaded models), queries (finished runs read back for reports), predict_runs (`stance predict --log-mlflow`),
-spark (the Spark UDF engine), server (the MLflow UI).
+spark (the Spark UDF engine), server (the MLflow UI), identity (a model's citable identity), relocate (a store whose
+project folder was moved or copied).
 """
 
 from train.runtime import store_dir

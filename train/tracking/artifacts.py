@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train.metrics import macro_f1_by_group, metric_key
 from train.schema import LABELS
 from train.tracking import plots
 
@@ -22,19 +23,25 @@ def log_dataset(df, context: str, source: str) -> None:
 
 
 def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eval") -> None:
-    """Artifacts that render in the MLflow UI: confusion matrix, per-language bars, reliability diagram, report, tables."""
+    """Artifacts that render in the MLflow UI: confusion matrix, per-language bars, reliability diagram, report, tables;
+    and the at-a-glance summary (log_summary)."""
     import mlflow
 
     y_true = eval_df["stance"].map(LABELS.index).to_numpy()
     mlflow.log_text(plots.classification_report_text(y_true, proba), f"{prefix}/classification_report.txt")
     figures = {
-        "confusion_matrix.png": plots.confusion_matrix(y_true, proba, prefix),
-        "per_language_macro_f1.png": plots.per_language_bars(metrics, prefix),
-        "reliability_diagram.png": plots.reliability_diagram(y_true, proba, metrics),
+        f"{prefix}/confusion_matrix.png": plots.confusion_matrix(y_true, proba, prefix),
+        f"{prefix}/per_language_macro_f1.png": plots.per_language_bars(metrics, prefix, eval_df["language"].to_numpy()),
+        f"{prefix}/reliability_diagram.png": plots.reliability_diagram(y_true, proba, metrics),
     }
-    for name, fig in figures.items():
+    if "language" in eval_df.columns:
+        groups = macro_f1_by_group(y_true, proba.argmax(1), eval_df["language"].to_numpy())
+        log_summary(groups, prefix)
+        title = f"{'test split' if prefix == 'eval' else prefix}: macro-F1 by language (95% CI)"
+        figures[summary_figure_path(prefix)] = plots.group_bars(groups, title)
+    for path, fig in figures.items():
         if fig is not None:
-            mlflow.log_figure(fig, f"{prefix}/{name}")
+            mlflow.log_figure(fig, path)
             plots.close(fig)
 
     log_scored_rows(eval_df, proba, prefix)
@@ -42,6 +49,36 @@ def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eva
     mlflow.log_table(table, f"{prefix}/predictions.json")
     wrong = table[table["gold"] != table["predicted"]].sort_values("confidence", ascending=False)
     mlflow.log_table(wrong, f"{prefix}/misclassified.json")
+
+
+def summary_figure_path(prefix: str = "eval") -> str:
+    """At the artifact root: the MLflow UI's compare view shows only files at the root that every compared run has
+    (it lists no folder), so the comparison figure lives there under a name that does not depend on the run."""
+    return f"summary_{prefix}.png"
+
+
+def summary_metric_key(prefix: str, name: str) -> str:
+    """`f1/<name>` for the eval split, `<set>/f1/<name>` for an extra evaluation set: short, so that the runs table's
+    headers show the language, not a cut-off prefix."""
+    return metric_key(prefix, f"f1/{name}")
+
+
+COUNTS_TAG = "n_eval"
+
+
+def log_summary(groups: list[dict], prefix: str = "eval") -> None:
+    """What the runs table shows at a glance (train.tracking.server.metrics_view): macro-F1 of all rows, of each
+    core language and of the other languages pooled, rounded to 3 decimals (the exact values stay in `macro_f1` and
+    `macro_f1_lang_<xx>`, which `stance runs verify` checks), the interval of all rows, and the row counts in one tag
+    (`n_eval`: "en 120 · ru 118 · ... · all 742") beside them."""
+    import mlflow
+
+    values = {summary_metric_key(prefix, g["group"]): round(g["macro_f1"], 3) for g in groups}
+    whole = groups[-1]  # "all"
+    values[summary_metric_key(prefix, "ci_low")] = round(whole["ci_low"], 3)
+    values[summary_metric_key(prefix, "ci_high")] = round(whole["ci_high"], 3)
+    mlflow.log_metrics(values)
+    mlflow.set_tag(metric_key(prefix, COUNTS_TAG), " · ".join(f"{g['group']} {g['n']}" for g in groups))
 
 
 SCORED_FILE = "scored.parquet"

@@ -57,7 +57,13 @@ def git_info() -> dict[str, str]:
 
     commit = git("rev-parse", "HEAD")
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"git.commit": commit or "unknown", "git.dirty": str(bool(dirty)).lower() if commit else "unknown"}
+    from train.tracking.identity import VERSION_TAG, tool_version
+
+    return {
+        "git.commit": commit or "unknown",
+        "git.dirty": str(bool(dirty)).lower() if commit else "unknown",
+        VERSION_TAG: tool_version(),  # with the commit: the citable identity of the code that trained the run
+    }
 
 
 def process_tags() -> dict[str, str]:

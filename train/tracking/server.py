@@ -124,29 +124,62 @@ def experiment_runs_url(base_url: str, experiment_id: str, view_key: str | None 
     return f"{base_url}/#/experiments/{experiment_id}/runs" + (f"?viewStateShareKey={view_key}" if view_key else "")
 
 
-def metrics_view(experiment_id: str, metric: str = "macro_f1") -> str:
+def compare_runs_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The UI's compare view of these runs (parameters, metrics, and the artifacts at the root that all of them have)."""
+    from urllib.parse import quote
+
+    return f"{base_url}/#/compare-runs?runs={quote(json.dumps(list(run_ids)))}&experiments={quote(json.dumps([experiment_id]))}"
+
+
+def metrics_view(experiment_id: str, metric: str = "f1/all") -> str:
     """Save a runs-table view that shows the comparison metrics, sorted by `metric`; returns its share key.
 
     The UI shows no metric columns until someone picks them, per browser. A view saved the way the UI's own "Share"
     button does (an experiment tag mlflow.sharedViewState.<key> holding the view as JSON) opens with them for anyone.
     The key is a digest of the view, so saving it again changes nothing.
+
+    The table draws only the columns in view: at 1,600 px (with the UI's assistant panel open) about eight narrow
+    ones after the run name. So the view starts with the at-a-glance metrics (train.tracking.artifacts.log_summary,
+    3 decimals): macro-F1 of all rows, the core languages in their order, the others pooled, then the row counts
+    (tag n_eval), the interval, the first extra evaluation set's macro-F1, and the model family. Runs logged before
+    the summary existed get the exact metrics instead.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from train.schema import CORE_LANGUAGES
+
     runs = mlflow.search_runs([experiment_id], max_results=1000)
     have = {c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.")}
-    wanted = [metric, "macro_f1", "accuracy", "ece", *sorted(m for m in have if m.startswith("macro_f1_lang_")), "train_seconds"]
-    metrics = [m for m in dict.fromkeys(wanted) if m in have]
-    columns = ["tags.`model_family`", "tags.`holdout`", *[f"metrics.`{m}`" for m in metrics]]
-    # metric columns as wide as their header (the default cuts macro_f1_lang_xx)
-    widths = {f"metrics.`{m}`": max(90, 7 * len(m) + 40) for m in metrics}
+    tags = {c.removeprefix("tags.") for c in runs.columns if c.startswith("tags.")}
+    glance = "f1/all" in have
+    if metric == "f1/all" and not glance:
+        metric = "macro_f1"
+    extra = sorted({m.split("/f1/")[0] for m in have if "/f1/" in m})[:1]  # e.g. realquotes_dev
+    if glance:
+        first = [metric, "f1/all", *[f"f1/{l}" for l in CORE_LANGUAGES], "f1/other"]
+        then = ["f1/ci_low", "f1/ci_high", *[f"{x}/f1/all" for x in extra]]
+    else:
+        first = [metric, "macro_f1", *[f"macro_f1_lang_{l}" for l in CORE_LANGUAGES]]
+        then = ["accuracy", "ece", *sorted(m for m in have if m.startswith("macro_f1_lang_"))]
+    first, then = [m for m in dict.fromkeys(first) if m in have], [m for m in dict.fromkeys(then) if m in have and m not in first]
+    holdout = "tags.holdout" in runs.columns and (runs["tags.holdout"].fillna("none") != "none").any()
+    columns = [
+        *[f"metrics.`{m}`" for m in first],
+        *(["tags.`n_eval`"] if "n_eval" in tags else []),
+        *[f"metrics.`{m}`" for m in then],
+        "tags.`model_family`",
+        *(["tags.`holdout`"] if holdout else []),
+    ]
+    # as wide as the header (the default cuts macro_f1_lang_xx); the counts as wide as their text
+    widths = {f"metrics.`{m}`": max(56, 7 * len(m) + 24) for m in first + then}
+    widths["tags.`n_eval`"] = 330
     state = {
         "selectedColumns": columns,
         "columnOrder": columns,
         "columnWidths": widths,
         "orderByKey": f"metrics.`{metric}`",
-        "orderByAsc": metric in ("ece", "train_seconds"),
+        "orderByAsc": metric.endswith(("ece", "train_seconds")),
     }
     value = json.dumps(state, sort_keys=True)
     key = hashlib.sha256(value.encode()).hexdigest()

@@ -7,6 +7,7 @@ import fcntl
 import os
 
 from train.runtime import locate_store, store_dir
+from train.tracking.relocate import check_store_location
 
 
 def describe_store() -> str:
@@ -49,6 +50,7 @@ def _create_store_once(uri: str) -> None:
     if uri in _CREATED:
         return
     folder = store_dir()
+    check_store_location(folder)  # a moved or copied project: refuse before MLflow writes anything (tracking.relocate)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".create.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
