@@ -102,9 +102,11 @@ def main() -> None:
     import pandas as pd
 
     df = pd.DataFrame(results, columns=["setting", "method", "mae", "mostly_neutral", "covered"])
-    print(f"run {args.run}: test split {len(test_y)} rows, real statements {len(real_y)} rows; "
-          f"{args.collections} collections of {args.size} per setting/split, neutral 10-80%, {args.n_boot} bootstrap replicates; "
-          f"{time.time() - t0:.0f} s\n")
+    print(
+        f"run {args.run}: test split {len(test_y)} rows, real statements {len(real_y)} rows; "
+        f"{args.collections} collections of {args.size} per setting/split, neutral 10-80%, {args.n_boot} bootstrap replicates; "
+        f"{time.time() - t0:.0f} s\n"
+    )
     print("| setting (fit -> collections) | method | MAE of shares | MAE, >= 50% neutral | 95% CI coverage |")
     print("|---|---|---:|---:|---:|")
     for setting in dict.fromkeys(df["setting"]):

@@ -23,7 +23,9 @@ def _correction(validation, model, predictions_model_uri, method, n_boot, seed, 
         df = read_labeled(validation)
         if not all(c in df.columns for c in PROB_COLUMNS):
             if not model:
-                fail(f"{validation}: no prob_* columns; pass --model so that analyze scores it with the model that scored the predictions")
+                fail(
+                    f"{validation}: no prob_* columns; pass --model so that analyze scores it with the model that scored the predictions"
+                )
             from train.tracking.registry import load_for_predict, quiet_libraries
 
             if "text" not in df.columns:
@@ -40,7 +42,9 @@ def _correction(validation, model, predictions_model_uri, method, n_boot, seed, 
 
         uri = model or predictions_model_uri
         if not uri:
-            fail("no --validation file and no model URI (neither --model nor a model_uri column): nothing to fit the correction on")
+            fail(
+                "no --validation file and no model URI (neither --model nor a model_uri column): nothing to fit the correction on"
+            )
         try:
             path, run_id = evaluation_rows(uri, Path(tmp))
         except LookupError as e:
@@ -107,17 +111,32 @@ def analyze_cmd(
     if log:
         from train.tracking.analysis_runs import log_analysis_run
 
-        params = {"by": by, "time": time or "", "freq": freq if time else "", "method": method, "n_boot": n_boot,
-                  "seed": seed, "fitted_on": corr.fitted_on[:500], "predictions": str(predictions.resolve())}
-        run_id = log_analysis_run(params, model or data.model_uri, predictions, files,
-                                  {"rows": data.rows, "groups": len(data.all_keys()), "small_groups": small})
+        params = {
+            "by": by,
+            "time": time or "",
+            "freq": freq if time else "",
+            "method": method,
+            "n_boot": n_boot,
+            "seed": seed,
+            "fitted_on": corr.fitted_on[:500],
+            "predictions": str(predictions.resolve()),
+        }
+        run_id = log_analysis_run(
+            params,
+            model or data.model_uri,
+            predictions,
+            files,
+            {"rows": data.rows, "groups": len(data.all_keys()), "small_groups": small},
+        )
         typer.echo(f"logged analysis run {run_id}", err=True)
 
 
 def explain_cmd(
     model: str = typer.Option(..., "--model", "-m", help="MLflow model URI or local model directory."),
     text: list[str] = typer.Option([], "--text", "-t", help="A statement to explain (repeatable)."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="A CSV/JSONL/Parquet file: explain every row of --text-column."),
+    input: Optional[Path] = typer.Option(
+        None, "--input", "-i", help="A CSV/JSONL/Parquet file: explain every row of --text-column."
+    ),
     text_column: str = typer.Option("text", "--text-column", help="With --input: the column holding the statements."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="With --input: write a JSONL of explanations here."),
     top: int = typer.Option(5, "--top", help="Words shown per class."),
@@ -139,8 +158,13 @@ def explain_cmd(
         suffix = input.suffix.lower()
         if not input.is_file():
             fail(f"{input}: no such file")
-        df = (pd.read_parquet(input) if suffix in (".parquet", ".pq") else pd.read_csv(input, dtype=str) if suffix == ".csv"
-              else pd.read_json(input, lines=True, dtype=False, convert_dates=False))
+        df = (
+            pd.read_parquet(input)
+            if suffix in (".parquet", ".pq")
+            else pd.read_csv(input, dtype=str)
+            if suffix == ".csv"
+            else pd.read_json(input, lines=True, dtype=False, convert_dates=False)
+        )
         if text_column not in df.columns:
             fail(f"{input}: no column {text_column!r} (--text-column); the file has: {', '.join(map(str, df.columns))}")
         texts += df[text_column].fillna("").astype(str).tolist()
@@ -155,8 +179,15 @@ def explain_cmd(
         from train.formats import write_text_atomic
 
         lines = [
-            json.dumps({"text": e.text, "proba": dict(zip(e.labels, map(float, e.proba))),
-                        "toward": {l: e.top(l, top) for l in e.labels}, "completeness_gap": e.delta}, ensure_ascii=False)
+            json.dumps(
+                {
+                    "text": e.text,
+                    "proba": dict(zip(e.labels, map(float, e.proba))),
+                    "toward": {l: e.top(l, top) for l in e.labels},
+                    "completeness_gap": e.delta,
+                },
+                ensure_ascii=False,
+            )
             for e in results
         ]
         write_text_atomic(output, "\n".join(lines) + "\n")

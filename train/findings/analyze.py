@@ -30,7 +30,9 @@ def read_labeled(path: Path):
     else:
         raise FindingsError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet")
     if "stance" not in df.columns:
-        raise FindingsError(f"{path}: no column 'stance' (the true label of each row); the file has: {', '.join(map(str, df.columns))}")
+        raise FindingsError(
+            f"{path}: no column 'stance' (the true label of each row); the file has: {', '.join(map(str, df.columns))}"
+        )
     bad = ~df["stance"].isin(LABELS)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])

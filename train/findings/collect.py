@@ -99,7 +99,7 @@ def collect(path: Path, by: list[str], time: str | None = None, freq: str = "W",
             out.model_uri = str(uris.iloc[0]) if len(uris) else ""
         # one integer code per distinct key in the chunk: grouping without per-row tuples
         frame = pd.DataFrame({i: c for i, c in enumerate(cols)}) if cols else pd.DataFrame(index=range(n))
-        codes, uniques = (pd.MultiIndex.from_frame(frame).factorize() if cols else (np.zeros(n, dtype=np.int64), [()]))
+        codes, uniques = pd.MultiIndex.from_frame(frame).factorize() if cols else (np.zeros(n, dtype=np.int64), [()])
         for code, key in enumerate(uniques):
             key = key if isinstance(key, tuple) else (key,)
             member = codes == code

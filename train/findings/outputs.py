@@ -102,7 +102,8 @@ def time_plot(table, group_cols: list[str]):
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
-    axes.flat[0].set_ylabel("share (corrected, 95% CI)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share, 95% CI", fontsize=8)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -132,14 +133,16 @@ def heatmap(table, group_cols: list[str]):
 
 
 def write_outputs(table, output: Path, group_cols: list[str]) -> list[Path]:
-    """output.csv/.parquet (whichever was asked, and the other), .md, .tex, _time.png/.svg, _heatmap.png/.svg."""
+    """output.csv/.parquet (whichever was asked, and the other), .md, .tex, _time.png/.svg, _heatmap.png/.svg.
+    `group_cols` are the --by columns; the tables also show the period when there is one."""
+    keys = group_cols + (["period"] if "period" in table else [])
     output = Path(output)
     base = output.with_suffix("")
     written = [
         _atomic(base.with_suffix(".csv"), lambda p: table.to_csv(p, index=False)),
         _atomic(base.with_suffix(".parquet"), lambda p: table.to_parquet(p, index=False)),
-        write_text_atomic(base.with_suffix(".md"), markdown(table, group_cols)),
-        write_text_atomic(base.with_suffix(".tex"), latex(table, group_cols)),
+        write_text_atomic(base.with_suffix(".md"), markdown(table, keys)),
+        write_text_atomic(base.with_suffix(".tex"), latex(table, keys)),
     ]
     plt = _plt()
     figures = {"heatmap": heatmap(table, group_cols)}

@@ -59,8 +59,16 @@ def log_analysis_run(params: dict, model_uri: str, predictions: Path, files: lis
             version = ""
     with mlflow.start_run(experiment_id=get_experiment_id(ANALYSIS_EXPERIMENT), run_name=f"analyze-{predictions.stem}") as run:
         mlflow.log_params(params)
-        mlflow.set_tags({**git_info(), **process_tags(), "model_uri": model_uri, "model_version": version,
-                         "input_sha256": digest, "model_run_id": model_run_id(model_uri) if version or model_uri.startswith("runs:/") else ""})
+        mlflow.set_tags(
+            {
+                **git_info(),
+                **process_tags(),
+                "model_uri": model_uri,
+                "model_version": version,
+                "input_sha256": digest,
+                "model_run_id": model_run_id(model_uri) if version or model_uri.startswith("runs:/") else "",
+            }
+        )
         mlflow.log_input(
             MetaDataset(HTTPDatasetSource(predictions.resolve().as_uri()), name=predictions.name, digest=digest[:16]),
             context="analysis",
