@@ -245,7 +245,7 @@ STANCE_OVER_TIME = [
 What `stance analyze` does with the output of `stance predict`: shares of conciliatory / neutral / hostile statements
 per speaker group and week, corrected for the classifier's errors (quapy's PACC), with 95% intervals.
 
-The demo collection is made up here: 3,000 statements from three speaker groups over ten weeks, in which military
+The demo collection is made up here: 2,950 statements from three speaker groups over ten weeks, in which military
 bloggers turn more hostile after week 5 and officials become more conciliatory. Instead of running a model, each
 statement's probabilities are drawn from a fixed confusion (the classifier calls a quarter of neutral statements
 hostile), so that the **true** shares are known and the naive count, the corrected estimate and the truth can be
