@@ -9,10 +9,16 @@ error of the shares (over classes and collections), the same for collections >= 
 interval holds the collection's true share.
 
 Settings (where the correction is fitted -> what the collections are drawn from):
-  authored     half of the test split (random, stratified)   -> the other half
-  real/test    the whole authored test split                 -> the real statements   (analyze's default)
-  real/real    a random half of the real statements          -> the other half        (analyze --validation)
-               (repeated over --splits random halves)
+  authored, halves         half of the test split (stratified)      -> the other half
+  authored, resampled      n/2 rows drawn from the test split       -> the whole test split
+  real, fit on authored    the whole authored test split            -> the real statements   (analyze's default)
+  real, halves             half of the real statements (stratified) -> the other half        (analyze --validation)
+  real, resampled          n/2 rows drawn from the real statements  -> all real statements   (analyze --validation)
+The halves and resampled settings are repeated over --splits random draws. "halves" is harsher than a researcher's
+situation: a collection of 500 drawn from ~160 rows repeats each row three times, so its errors are those of a few
+rows that differ from the fitting half's, a mismatch no resampling of the collection can see. "resampled" treats the
+labeled rows as the population, so that the fitted rows and the collection are independent draws from one
+population, which is what a random labeled sample of one's own collection is.
 
     STANCE_MLRUNS=/work/main/mlruns python benchmarks/bench_quantification.py --run 87f278a5afc24b0f87fc0b43668bccfe
 """
@@ -83,7 +89,7 @@ def main() -> None:
     ap.add_argument("--collections", type=int, default=100, help="collections per setting (per split for real/real)")
     ap.add_argument("--size", type=int, default=500, help="statements per collection")
     ap.add_argument("--n-boot", type=int, default=200)
-    ap.add_argument("--splits", type=int, default=5, help="random halves of the real rows for real/real")
+    ap.add_argument("--splits", type=int, default=3, help="random draws of the fitted rows per halves/resampled setting")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -92,19 +98,26 @@ def main() -> None:
         test_p, test_y = load(args.run, "eval/scored.parquet", Path(tmp))
         real_p, real_y = load(args.run, "realquotes_dev/scored.parquet", Path(tmp))
     results: list[tuple] = []
-    a, b = halves(test_y, rng)
-    run_setting("authored", test_p[a], test_y[a], test_p[b], test_y[b], args, rng, results)
-    run_setting("real/test", test_p, test_y, real_p, real_y, args, rng, results)
+    n_test, n_real = len(test_y), len(real_y)
+    for _ in range(args.splits):
+        a, b = halves(test_y, rng)
+        run_setting("authored, halves", test_p[a], test_y[a], test_p[b], test_y[b], args, rng, results)
+    for _ in range(args.splits):
+        a = rng.choice(n_test, n_test // 2)
+        run_setting("authored, resampled", test_p[a], test_y[a], test_p, test_y, args, rng, results)
+    run_setting("real, fit on authored", test_p, test_y, real_p, real_y, args, rng, results)
     for _ in range(args.splits):
         a, b = halves(real_y, rng)
-        run_setting("real/real", real_p[a], real_y[a], real_p[b], real_y[b], args, rng, results)
-
+        run_setting("real, halves", real_p[a], real_y[a], real_p[b], real_y[b], args, rng, results)
+    for _ in range(args.splits):
+        a = rng.choice(n_real, n_real // 2)
+        run_setting("real, resampled", real_p[a], real_y[a], real_p, real_y, args, rng, results)
     import pandas as pd
 
     df = pd.DataFrame(results, columns=["setting", "method", "mae", "mostly_neutral", "covered"])
     print(
         f"run {args.run}: test split {len(test_y)} rows, real statements {len(real_y)} rows; "
-        f"{args.collections} collections of {args.size} per setting/split, neutral 10-80%, {args.n_boot} bootstrap replicates; "
+        f"{args.collections} collections of {args.size} per fit ({args.splits} fits per halves/resampled setting), neutral 10-80%, {args.n_boot} bootstrap replicates; "
         f"{time.time() - t0:.0f} s\n"
     )
     print("| setting (fit -> collections) | method | MAE of shares | MAE, >= 50% neutral | 95% CI coverage |")

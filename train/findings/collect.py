@@ -87,7 +87,7 @@ def collect(path: Path, by: list[str], time: str | None = None, freq: str = "W",
     keys = list(by) + (["period"] if time else [])
     out = Collected(keys)
     wanted = list(dict.fromkeys(by + ([time] if time else []) + PROB_COLUMNS + ["model_uri"]))
-    for chunk in _chunks(path, fmt, [c for c in wanted if c in have], chunk_rows):
+    for chunk in _read_chunks(path, fmt, [c for c in wanted if c in have], chunk_rows):
         n = len(chunk)
         cols = [chunk[c].astype(object).where(chunk[c].notna(), MISSING).astype(str).to_numpy() for c in by]
         if time:
@@ -111,6 +111,20 @@ def collect(path: Path, by: list[str], time: str | None = None, freq: str = "W",
                 out.unscored[key] = out.unscored.get(key, 0) + bad
         out.rows += n
     return out
+
+
+def _read_chunks(path: Path, fmt: str, columns: list[str], rows: int):
+    """_chunks, with a file that breaks part-way through reported as one error naming it (not a traceback)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    done = 0
+    try:
+        for chunk in _chunks(path, fmt, columns, rows):
+            done += len(chunk)
+            yield chunk
+    except (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+        raise FindingsError(f"{path}: unreadable after row {done} ({e})") from None
 
 
 def _chunks(path: Path, fmt: str, columns: list[str], rows: int):

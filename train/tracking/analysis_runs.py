@@ -51,12 +51,11 @@ def log_analysis_run(params: dict, model_uri: str, predictions: Path, files: lis
 
     setup_tracking()
     digest = sha256_file(predictions)
-    version = ""
-    if model_uri.startswith(("runs:/", "models:/")):
-        try:
-            version = registered_version(model_uri)
-        except Exception:  # a model deleted from the registry since: the URI and digest still link the analysis
-            version = ""
+    try:  # a model deleted from the registry since: the URI and the digest still link the analysis
+        version = registered_version(model_uri) if model_uri.startswith(("runs:/", "models:/")) else ""
+        run_id = model_run_id(model_uri)
+    except Exception:
+        version, run_id = "", ""
     with mlflow.start_run(experiment_id=get_experiment_id(ANALYSIS_EXPERIMENT), run_name=f"analyze-{predictions.stem}") as run:
         mlflow.log_params(params)
         mlflow.set_tags(
@@ -65,8 +64,8 @@ def log_analysis_run(params: dict, model_uri: str, predictions: Path, files: lis
                 **process_tags(),
                 "model_uri": model_uri,
                 "model_version": version,
+                "model_run_id": run_id,
                 "input_sha256": digest,
-                "model_run_id": model_run_id(model_uri) if version or model_uri.startswith("runs:/") else "",
             }
         )
         mlflow.log_input(
