@@ -228,13 +228,15 @@ from train.findings.explain import explain
 from train.tracking.registry import load_for_predict
 
 model, *_ = load_for_predict(f"runs:/{RUN_ID}/model", Path(tempfile.mkdtemp(prefix="stance-explain-")), device="cpu")
+# a run without mistakes (a tiny demo model) explains its least confident predictions instead
+chosen = mistakes.head(5) if len(mistakes) else preds.sort_values("confidence").head(5)
 rows = []
-for _, m in mistakes.head(5).iterrows():
+for _, m in chosen.iterrows():
     e = explain(model, m["text"], n_steps=32)
     words = lambda label: ", ".join(f"{w} ({s:+.2f})" for w, s in e.top(label, 4)) or "(none)"
     rows.append({"id": m["id"], "gold": m["gold"], "predicted": m["predicted"], "confidence": m["confidence"],
                  "toward the prediction": words(m["predicted"]), "toward the gold label": words(m["gold"])})
-print(f"explained {len(rows)} mistakes")
+print(f"explained {len(rows)} {'mistakes' if len(mistakes) else 'least confident predictions (no mistakes)'}")
 pd.DataFrame(rows)'''),
 ]
 

@@ -63,6 +63,7 @@ def test_run_notebooks_on_demo_store(name, demo_store, monkeypatch, tmp_path):
         assert "3 finished runs, 2 configurations" in text and "tiny-bert-mean" in text
     else:
         assert any(rid in text for rid in demo_store.run_ids) and "eval statements wrong" in text
+        assert "explained 5" in text and "toward the prediction" in text
     assert not (tmp_path / "mlruns").exists(), "a notebook created a store in its working folder"
 
 
