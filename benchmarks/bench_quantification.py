@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 METHODS = ("cc", "pcc", "acc", "pacc", "emq")
+SETTINGS = ("authored-halves", "authored-resampled", "real-authored", "real-halves", "real-resampled")
 
 
 def load(run: str, artifact: str, tmp: Path):
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--splits", type=int, default=3, help="random draws of the fitted rows per halves/resampled setting")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of " + ", ".join(SETTINGS))
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
@@ -99,17 +101,19 @@ def main() -> None:
         real_p, real_y = load(args.run, "realquotes_dev/scored.parquet", Path(tmp))
     results: list[tuple] = []
     n_test, n_real = len(test_y), len(real_y)
-    for _ in range(args.splits):
+    want = set(args.settings.split(","))
+    for _ in range(args.splits if "authored-halves" in want else 0):
         a, b = halves(test_y, rng)
         run_setting("authored, halves", test_p[a], test_y[a], test_p[b], test_y[b], args, rng, results)
-    for _ in range(args.splits):
+    for _ in range(args.splits if "authored-resampled" in want else 0):
         a = rng.choice(n_test, n_test // 2)
         run_setting("authored, resampled", test_p[a], test_y[a], test_p, test_y, args, rng, results)
-    run_setting("real, fit on authored", test_p, test_y, real_p, real_y, args, rng, results)
-    for _ in range(args.splits):
+    if "real-authored" in want:
+        run_setting("real, fit on authored", test_p, test_y, real_p, real_y, args, rng, results)
+    for _ in range(args.splits if "real-halves" in want else 0):
         a, b = halves(real_y, rng)
         run_setting("real, halves", real_p[a], real_y[a], real_p[b], real_y[b], args, rng, results)
-    for _ in range(args.splits):
+    for _ in range(args.splits if "real-resampled" in want else 0):
         a = rng.choice(n_real, n_real // 2)
         run_setting("real, resampled", real_p[a], real_y[a], real_p, real_y, args, rng, results)
     import pandas as pd

@@ -194,12 +194,12 @@ def test_analyze_cli_with_validation_writes_every_output_and_logs(tmp_path, mlfl
 def test_analyze_defaults_to_the_model_runs_evaluation_rows_and_says_they_are_authored(tmp_path, mlflow_store):
     import mlflow
 
-    from train.tracking import log_scored_rows, setup_tracking
+    from train.tracking import get_experiment_id, log_scored_rows, setup_tracking
 
     rng = np.random.default_rng(10)
     vp, vy = labeled(60, rng)
     setup_tracking()
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=get_experiment_id("test-exp")) as run:  # not the process's last active experiment
         log_scored_rows(pd.DataFrame({"id": range(len(vy)), "stance": [LABELS[i] for i in vy]}), vp, "eval")
     df = predictions_frame(rng)
     df["model_uri"] = f"runs:/{run.info.run_id}/model"
