@@ -281,3 +281,19 @@ def test_explain_cli_on_text_and_file(tiny_baseline, tmp_path):
     assert [max(x["proba"], key=x["proba"].get) for x in recs] == ["conciliatory", "hostile"]
     r = CliRunner().invoke(app, ["explain", "--model", str(tiny_baseline), "--input", str(tmp_path / "q.csv")])
     assert r.exit_code == 2 and "no column 'text'" in r.output
+
+
+def test_analyze_scores_an_unscored_validation_file_with_the_model(tiny_baseline, tmp_path):
+    """--validation with text and stance but no probabilities: analyze scores it with --model itself."""
+    rows = make_rows(n_per_cell=4, seed=3)
+    pd.DataFrame({"text": [r["text"] for r in rows], "stance": [r["stance"] for r in rows]}).to_csv(
+        tmp_path / "v.csv", index=False
+    )
+    predictions_frame(np.random.default_rng(11)).to_parquet(tmp_path / "p.parquet")
+    out = tmp_path / "o.csv"
+    args = ["analyze", str(tmp_path / "p.parquet"), "--by", "speaker_group", "--output", str(out), "--n-boot", "20"]
+    r = CliRunner().invoke(app, args + ["--validation", str(tmp_path / "v.csv"), "--model", str(tiny_baseline)])
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(out)["fitted_on"].str.startswith(f"{len(rows)} labeled rows of v.csv").all()
+    r = CliRunner().invoke(app, args + ["--validation", str(tmp_path / "v.csv")])  # no probabilities and no model
+    assert r.exit_code == 2 and "pass --model" in r.output
