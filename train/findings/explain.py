@@ -130,9 +130,10 @@ def format_explanation(e: Explanation, k: int = 5) -> str:
     """Plain text for the terminal: probabilities, then the words pushing toward each class, strongest first."""
     pred = e.labels[int(np.argmax(e.proba))]
     lines = [f"text: {e.text}", f"predicted: {pred} (" + ", ".join(f"{l} {p:.2f}" for l, p in zip(e.labels, e.proba)) + ")"]
-    unit = "probability points" if e.target == "probability" else "logit (centred)"
-    for label in e.labels:
+    for c, label in enumerate(e.labels):
         top = ", ".join(f"{w} {s:+.3f}" for w, s in e.top(label, k)) or "(none)"
+        # integrated gradients explain the move from the all-[PAD] input's probability to the text's
+        unit = f"probability points from {e.rest[c]:.2f} without the words" if e.target == "probability" else "logit (centred)"
         lines.append(f"  toward {label} [{unit}]: {top}")
     if e.target == "probability":
         lines.append(f"  integrated-gradients completeness gap: {e.delta:.4f}")
