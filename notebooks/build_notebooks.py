@@ -251,12 +251,149 @@ ax.hist(preds.loc[preds["wrong"], "confidence"], bins=bins, alpha=0.6, label="wr
 ax.set_xlabel("confidence of the predicted label")
 ax.legend()
 plt.tight_layout()'''),
+    new_markdown_cell("""\
+## Why the model was so sure: the words behind the most confident mistakes
+
+`stance explain` for each of the five most confident mistakes (integrated gradients on the word embeddings for a
+transformer, exact linear contributions for the TF-IDF baseline): the words that pushed the prediction toward the
+wrong label, and those that pushed toward the right one. Same as
+`stance explain --model runs:/<run_id>/model --text "..."` on the command line."""),
+    new_code_cell('''\
+import tempfile
+
+from train.findings.explain import explain
+from train.tracking.registry import load_for_predict
+
+model, *_ = load_for_predict(f"runs:/{RUN_ID}/model", Path(tempfile.mkdtemp(prefix="stance-explain-")), device="cpu")
+# a run without mistakes (a tiny demo model) explains its least confident predictions instead
+chosen = mistakes.head(5) if len(mistakes) else preds.sort_values("confidence").head(5)
+rows = []
+for _, m in chosen.iterrows():
+    e = explain(model, m["text"], n_steps=32)
+    words = lambda label: ", ".join(f"{w} ({s:+.2f})" for w, s in e.top(label, 4)) or "(none)"
+    rows.append({"id": m["id"], "gold": m["gold"], "predicted": m["predicted"], "confidence": m["confidence"],
+                 "toward the prediction": words(m["predicted"]), "toward the gold label": words(m["gold"])})
+print(f"explained {len(rows)} {'mistakes' if len(mistakes) else 'least confident predictions (no mistakes)'}")
+pd.DataFrame(rows)'''),
+]
+
+STANCE_OVER_TIME = [
+    new_markdown_cell("""\
+# 04 · Stance over time, corrected for classifier error
+
+What `stance analyze` does with the output of `stance predict`: shares of conciliatory / neutral / hostile statements
+per speaker group and week, corrected for the classifier's errors (quapy's PACC), with 95% intervals.
+
+The demo collection is made up here: 2,950 statements from three speaker groups over ten weeks, in which military
+bloggers turn more hostile after week 5 and officials become more conciliatory. Instead of running a model, each
+statement's probabilities are drawn from a fixed confusion (the classifier calls a quarter of neutral statements
+hostile), so that the **true** shares are known and the naive count, the corrected estimate and the truth can be
+compared. With a real model you would run `stance predict` first; everything below is the same."""),
+    new_code_cell('''\
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Image, display
+
+from train.schema import LABELS
+
+rng = np.random.default_rng(0)
+WORK = Path(tempfile.mkdtemp(prefix="stance-04-"))
+# columns: true class; the predicted class is drawn from the column of the true one
+CONFUSION = np.array([[0.80, 0.10, 0.05], [0.15, 0.65, 0.10], [0.05, 0.25, 0.85]])
+
+
+def scored(y):
+    """Probabilities a classifier with CONFUSION would give (its top probability 0.5-0.9)."""
+    pred = np.array([rng.choice(3, p=CONFUSION[:, t]) for t in y])
+    top = rng.uniform(0.5, 0.9, len(y))
+    p = np.repeat(((1 - top) / 2)[:, None], 3, 1)
+    p[np.arange(len(y)), pred] = top
+    return p
+
+
+def mix(group, week):
+    """The true mix (conciliatory, neutral, hostile) of a group in a week."""
+    if group == "russian_military_blogger":
+        return [0.05, 0.65, 0.30] if week < 5 else [0.05, 0.45, 0.50]
+    if group == "azerbaijani_official":
+        return [0.15, 0.75, 0.10] if week < 5 else [0.35, 0.60, 0.05]
+    return [0.10, 0.80, 0.10]
+
+
+rows = []
+for group, per_week in [("russian_military_blogger", 150), ("azerbaijani_official", 120), ("russian_state_media", 25)]:
+    for week in range(10):
+        y = rng.choice(3, per_week, p=mix(group, week))
+        days = pd.Timestamp("2025-06-30") + pd.to_timedelta(7 * week + rng.integers(0, 7, per_week), unit="D")
+        p = scored(y)
+        rows.append(pd.DataFrame({"speaker_group": group, "date": days.strftime("%Y-%m-%d"), "true_stance": [LABELS[i] for i in y],
+                                  "pred_stance": [LABELS[i] for i in p.argmax(1)], **{f"prob_{l}": p[:, i] for i, l in enumerate(LABELS)}}))
+collection = pd.concat(rows, ignore_index=True)
+collection.drop(columns="true_stance").to_parquet(WORK / "predictions.parquet")  # what `stance predict` would write
+
+# a labeled random sample of the same collection: 300 statements a person labeled, with the model's probabilities
+sample = collection.sample(300, random_state=1)
+sample.rename(columns={"true_stance": "stance"}).to_csv(WORK / "validation.csv", index=False)
+print(f"{len(collection)} statements, {collection['speaker_group'].nunique()} groups; labeled sample of {len(sample)}")'''),
+    new_markdown_cell("## `stance analyze`, as on the command line"),
+    new_code_cell('''\
+cmd = [sys.executable, "-m", "train.cli", "analyze", str(WORK / "predictions.parquet"), "--by", "speaker_group",
+       "--time", "date", "--freq", "W", "--validation", str(WORK / "validation.csv"), "--output", str(WORK / "shares.csv")]
+r = subprocess.run(cmd, capture_output=True, text=True)
+print(r.stderr)
+r.check_returncode()
+shares = pd.read_csv(WORK / "shares.csv")
+shares.head(9)'''),
+    new_markdown_cell("## Share over time per group, with 95% intervals (`shares_time.png`)"),
+    new_code_cell('display(Image(filename=str(WORK / "shares_time.png")))'),
+    new_markdown_cell("## Group x stance over the whole period (`shares_heatmap.png`)"),
+    new_code_cell('display(Image(filename=str(WORK / "shares_heatmap.png")))'),
+    new_markdown_cell("""\
+## Naive counting vs the corrected estimate vs the truth
+
+Hostile share of the military bloggers per week. Counting predicted labels overstates hostility (neutral statements
+called hostile), and by a different amount when the true mix changes; the corrected estimate follows the truth, and
+its interval covers it."""),
+    new_code_cell('''\
+collection["period"] = pd.to_datetime(collection["date"]).dt.to_period("W").astype(str)
+truth = (collection.groupby(["speaker_group", "period"])["true_stance"].value_counts(normalize=True)
+         .rename("true_share").reset_index().rename(columns={"true_stance": "stance"}))
+both = shares.merge(truth, on=["speaker_group", "period", "stance"], how="left").fillna({"true_share": 0.0})
+s = both[(both.speaker_group == "russian_military_blogger") & (both.stance == "hostile")].sort_values("period")
+fig, ax = plt.subplots(figsize=(8, 3.2))
+ax.plot(s["period"].str[:10], s["true_share"], "k-", lw=2, label="truth")
+ax.plot(s["period"].str[:10], s["share_naive"], "o--", color="grey", label="naive count")
+ax.plot(s["period"].str[:10], s["share"], "o-", color="#d95f02", label="corrected (PACC)")
+ax.fill_between(s["period"].str[:10], s["ci_low"], s["ci_high"], color="#d95f02", alpha=0.2, label="95% interval")
+ax.set_ylabel("hostile share")
+ax.tick_params(axis="x", labelrotation=45)
+ax.legend(fontsize=8)
+plt.tight_layout()
+err = both.assign(naive=(both.share_naive - both.true_share).abs(), corrected=(both.share - both.true_share).abs(),
+                  covered=(both.ci_low <= both.true_share) & (both.true_share <= both.ci_high))
+print(f"mean absolute error: naive {err.naive.mean():.3f}, corrected {err.corrected.mean():.3f}; "
+      f"95% intervals holding the truth: {err.covered.mean():.0%}")'''),
+    new_markdown_cell("""\
+## Small groups are flagged, not hidden
+
+`russian_state_media` has 25 statements a week: each of its rows is marked `small_group` and its intervals are wide."""),
+    new_code_cell('''\
+widths = shares.assign(interval_width=shares.ci_high - shares.ci_low)
+widths.groupby("speaker_group").agg(n_per_week=("n", "mean"), small_group=("small_group", "all"),
+                                    mean_interval_width=("interval_width", "mean")).round(2)'''),
 ]
 
 NOTEBOOKS = {
     "01_dataset_overview.ipynb": DATASET_OVERVIEW,
     "02_compare_runs.ipynb": COMPARE_RUNS,
     "03_error_analysis.ipynb": ERROR_ANALYSIS,
+    "04_stance_over_time.ipynb": STANCE_OVER_TIME,
 }
 
 

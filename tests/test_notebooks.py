@@ -79,6 +79,7 @@ def test_run_notebooks_on_demo_store(name, demo_store, monkeypatch, tmp_path):
         assert "3 finished runs, 2 configurations" in text and "tiny-bert-mean" in text
     else:
         assert any(rid in text for rid in demo_store.run_ids) and "eval statements wrong" in text
+        assert "explained 5" in text and "toward the prediction" in text
     assert not (tmp_path / "mlruns").exists(), "a notebook created a store in its working folder"
 
 
@@ -125,3 +126,15 @@ def test_jupyter_lab_opens_the_notebooks_as_documented(tmp_path):
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)
+
+
+@pytest.mark.slow  # executes notebooks
+def test_stance_over_time_runs(monkeypatch, tmp_path):
+    """04 runs `stance analyze` on its made-up collection: the corrected shares beat naive counting against the truth."""
+    nb = execute("04_stance_over_time.ipynb", {}, monkeypatch, tmp_path)
+    text = outputs_text(nb)
+    assert "wrote" in text and "shares_time.png" in text
+    line = text.split("mean absolute error: naive ")[1].split(";")[0]  # "0.081, corrected 0.021"
+    naive, corrected = (float(x) for x in line.split(", corrected "))
+    assert corrected < naive / 2
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 3

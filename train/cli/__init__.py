@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from train.cli.analyze import analyze_cmd, explain_cmd
 from train.cli.data import data_app
 from train.cli.evaluate import eval_app
 from train.cli.label import label_app
@@ -29,6 +30,8 @@ app.command("train", context_settings=TRAIN_SETTINGS)(train_cmd)
 app.command("predict")(predict_cmd)
 app.command("tune", context_settings=TRAIN_SETTINGS)(tune_cmd)
 app.add_typer(label_app, name="label")
+app.command("analyze")(analyze_cmd)
+app.command("explain")(explain_cmd)
 
 
 def main():
