@@ -74,7 +74,12 @@ def coded_sheet(path: Path, n: int, start: int = 0) -> list[dict]:
 
 def posts(path: Path, n: int) -> None:
     rows = [
-        {"post_id": 900000 + i, "channel": f"@channel{i % 4}", "date": "2025-07-20", "message": quote("ru", LABELS[i % 3], i)}
+        {
+            "post_id": 900000 + i,
+            "channel": f"@channel{i % 4}",
+            "date": f"2025-07-{i % 20 + 1:02d}",
+            "message": quote("ru", LABELS[i % 3], i),
+        }
         for i in range(n)
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -88,7 +93,14 @@ def stance(*args: str):
 
 def test_the_guide_has_the_steps():
     codebook, commands = guide_blocks()
-    assert "western_media" in codebook and [c.split()[1] for c in commands] == ["data", "data", "train", "eval", "predict"]
+    assert "western_media" in codebook and [c.split()[1] for c in commands] == [
+        "data",
+        "data",
+        "train",
+        "eval",
+        "predict",
+        "analyze",
+    ]
 
 
 @pytest.mark.slow
@@ -114,7 +126,7 @@ def test_own_study_six_steps(tmp_path, mlflow_store, tiny_corpus, tiny_model_dir
         if not o.startswith(("data.paths", "experiment", "register_as"))
     ]
 
-    imported, validated, trained, evaluated, predicted = [shlex.split(c)[1:] for c in commands]
+    imported, validated, trained, evaluated, predicted, analysed = [shlex.split(c)[1:] for c in commands]
 
     # 1. import: mapping, every row, metadata kept, the study's groups
     out = stance(*imported).output
@@ -170,3 +182,15 @@ def test_own_study_six_steps(tmp_path, mlflow_store, tiny_corpus, tiny_model_dir
     scored = pd.read_parquet(tmp_path / "posts_scored.parquet")
     assert scored["post_id"].tolist() == [str(i) for i in range(900000, 900060)]  # CSV cells come back as written
     assert scored["pred_stance"].isin(LABELS).all() and (scored["pred_error"] == "").all()
+
+    # 6. analyze: one row per channel x week x stance, shares of each cell summing to one, fitted on the coded sample
+    out = stance(*analysed).output
+    assert "fitted on 18 labeled rows of sample.csv (--validation)" in out
+    table = pd.read_csv(tmp_path / "results" / "by_channel.csv")
+    assert set(table["channel"]) == set(scored["channel"].astype(str)) and set(table["stance"]) == set(LABELS)
+    cells = table.groupby(["channel", "period"])
+    assert (cells.size() == 3).all()
+    assert np.allclose(cells["share"].sum(), 1.0, atol=1e-6) and np.allclose(cells["share_naive"].sum(), 1.0, atol=1e-6)
+    assert (table["ci_low"] <= table["share"] + 1e-9).all() and (table["share"] <= table["ci_high"] + 1e-9).all()
+    assert cells["n"].first().sum() == 60  # every post counted once, none dropped
+    assert (tmp_path / "results" / "by_channel.md").is_file()

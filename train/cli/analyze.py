@@ -13,7 +13,7 @@ import typer
 from train.cli.common import fail
 
 
-def _correction(validation, model, predictions_model_uri, method, n_boot, seed, tmp):
+def _correction(validation, model, predictions_model_uri, method, n_boot, seed, tmp, text_column="text"):
     """The fitted Correction: --validation (scored, or scored here with --model), else the model run's eval split."""
     from train.findings.analyze import read_labeled, validation_arrays
     from train.findings.collect import PROB_COLUMNS
@@ -28,11 +28,13 @@ def _correction(validation, model, predictions_model_uri, method, n_boot, seed, 
                 )
             from train.tracking.registry import load_for_predict, quiet_libraries
 
-            if "text" not in df.columns:
-                fail(f"{validation}: no column 'text' to score")
+            if text_column not in df.columns:
+                fail(
+                    f"{validation}: no column {text_column!r} to score (--text-column); the file has: {', '.join(map(str, df.columns))}"
+                )
             quiet_libraries()
             stance, *_ = load_for_predict(model, Path(tmp))
-            proba = stance.predict_proba(df["text"].astype(str).tolist())
+            proba = stance.predict_proba(df[text_column].fillna("").astype(str).tolist())
             for i, c in enumerate(PROB_COLUMNS):
                 df[c] = proba[:, i]
         proba, y = validation_arrays(df, validation)
@@ -79,6 +81,9 @@ def analyze_cmd(
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap replicates for the 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (bounds memory)."),
+    text_column: str = typer.Option(
+        "text", "--text-column", help="The statements' column of a --validation file that analyze scores itself (with --model)."
+    ),
     log: bool = typer.Option(False, "--log", help="Log an analysis run to MLflow (experiment 'stance-analysis')."),
 ):
     """Stance shares per group (and period), corrected for the classifier's errors, with 95% bootstrap intervals."""
@@ -95,7 +100,7 @@ def analyze_cmd(
     try:
         data = collect(predictions, group_cols, time, freq, chunk_rows)
         with tempfile.TemporaryDirectory(prefix="stance-analyze-") as tmp:
-            corr = _correction(validation, model, data.model_uri, method, n_boot, seed, tmp)
+            corr = _correction(validation, model, data.model_uri, method, n_boot, seed, tmp, text_column)
         table = build_table(data, corr, seed=seed)
     except FindingsError as e:
         fail(str(e))
