@@ -36,10 +36,13 @@ def data_summary(parts: dict, per_file: list[tuple[str, dict[str, int]]], digest
     """The rows a run uses: per split, per file, and the data digest that tells two runs on different rows apart."""
     n = {k: len(parts[k]) for k in ("train", "val", "eval")}
     lines = [f"data {digest}: train {n['train']}, val {n['val']}, {eval_name} {n['eval']} rows"]
-    width = max([len(f) for f, _ in per_file] + [4])
+    used = [(f, c) for f, c in per_file if any(c.values())]
+    width = max([len(f) for f, _ in used] + [4])
     lines.append(f"  {'file':<{width}}  {'train':>6} {'val':>6} {'eval':>6}")
-    for f, c in per_file:
+    for f, c in used:
         lines.append(f"  {f:<{width}}  {c['train']:>6} {c['val']:>6} {c['eval']:>6}")
+    if len(used) < len(per_file):
+        lines.append(f"  ({len(per_file) - len(used)} more file(s) with no selected rows)")
     return "\n".join(lines) + "\n"
 
 
