@@ -9,7 +9,8 @@ import os
 import re
 import warnings
 
-# (category, start of the message as a regex, why it says nothing about the run)
+# (category, start of the message as a regex, why it says nothing about the run); DeprecationWarning covers pandas'
+# Pandas4Warning: notices to MLflow's own code about pandas 4; MLflow's to act on, not a researcher's
 HARMLESS_WARNINGS = (
     (
         UserWarning,
@@ -26,6 +27,16 @@ HARMLESS_WARNINGS = (
         r".*An input example was not provided when logging the model",
         "the signature is inferred from training texts; an input example would only duplicate it",
     ),
+    (
+        DeprecationWarning,
+        r"Starting with pandas version 4.0 all arguments of all will be keyword-only",
+        "inside mlflow.data's digest of a logged dataset: MLflow's call, unchanged behaviour under pandas 3",
+    ),
+    (
+        DeprecationWarning,
+        r"For backward compatibility, 'str' dtypes are included by select_dtypes",
+        "inside MlflowClient.log_table: MLflow's call, unchanged behaviour under pandas 3",
+    ),
 )
 # logger name -> starts of log messages (logging, not warnings) that are bookkeeping, not news
 HARMLESS_LOG_MESSAGES = {
@@ -34,6 +45,8 @@ HARMLESS_LOG_MESSAGES = {
     "alembic.runtime.migration": ("Context impl", "Will assume", "Running upgrade"),
     # checkpoints saved within a second of each other (tiny data): the Trainer then orders them by step, which is right
     "transformers.trainer_utils": ("mtime may not be reliable",),
+    # MLflow 3 registers the run's logged model (models:/m-...) rather than the runs:/ path: the same files
+    "mlflow.tracking._model_registry.fluent": ("Run with id",),
 }
 
 
