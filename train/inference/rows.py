@@ -6,6 +6,7 @@ row. Also language detection (lingua). What is kept with a reason and what is re
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 
 import numpy as np
@@ -133,21 +134,54 @@ def predict_values(model, values, batch_size: int = 64, errors: list | None = No
 
 # -- language detection ------------------------------------------------------------------------------------------------
 
-_DETECTOR = None
+_DETECTORS: dict = {}
+MIN_LETTERS = 8  # fewer letters (a URL, a mention, "ok", emoji) say nothing reliable about the language
+MIN_CONFIDENCE = 0.6  # lingua's relative confidence of the best language below this: reported as unknown (None)
+NOT_LANGUAGE = re.compile(r"https?://\S+|www\.\S+|[@#]\w+|\S+@\S+\.\S+")  # URLs, @mentions, #tags, e-mails
+# A language written in the script of a larger neighbour is only taken when the text has its own letters: lingua read
+# 11 of 333 Ukrainian posts as Kazakh (both use і), and Turkish as Azerbaijani, without a single ә/қ/ң or ə.
+MARKER_LETTERS = {"kk": set("әғқңөұүһӘҒҚҢӨҰҮҺ"), "az": set("əƏ")}
+
+
+def _language_text(value) -> str | None:
+    """The part of a value that can tell its language (URLs, mentions and hashtags removed); None when too little."""
+    if not isinstance(value, str) or len(value) > MAX_CHARS:
+        return None
+    text = NOT_LANGUAGE.sub(" ", value)
+    return text if sum(ch.isalpha() for ch in text) >= MIN_LETTERS else None
+
+
+def _detector(without: frozenset = frozenset()):
+    """lingua's detector over DETECT_LANGUAGES less `without`, built once per set (models load lazily, per script)."""
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    if without not in _DETECTORS:
+        codes = [getattr(IsoCode639_1, c.upper()) for c in DETECT_LANGUAGES if c not in without]
+        _DETECTORS[without] = LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
+    return _DETECTORS[without]
+
+
+def _best(scores) -> tuple[str | None, float]:
+    total = sum(c.value for c in scores)
+    return (scores[0].language.iso_code_639_1.name.lower(), scores[0].value / total) if scores and total > 0 else (None, 0.0)
 
 
 def detect_languages(values) -> list[str | None]:
-    """ISO 639-1 codes from lingua (restricted to the languages this project meets), None where undecidable.
-    Uses lingua's multi-threaded batch API; non-text and empty values get None."""
-    global _DETECTOR
-    from lingua import IsoCode639_1, LanguageDetectorBuilder
-
-    if _DETECTOR is None:
-        codes = [getattr(IsoCode639_1, c.upper()) for c in DETECT_LANGUAGES]
-        _DETECTOR = LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()  # models load lazily, per script seen
-    values = list(values)
-    idx = [i for i, v in enumerate(values) if isinstance(v, str) and v.strip() and len(v) <= MAX_CHARS]
-    out: list[str | None] = [None] * len(values)
-    for i, lang in zip(idx, _DETECTOR.detect_languages_in_parallel_of([values[i] for i in idx])):
-        out[i] = lang.iso_code_639_1.name.lower() if lang is not None else None
+    """ISO 639-1 codes from lingua, restricted to the languages this project meets and to what the text supports;
+    None (unknown) for non-text, too few letters once URLs, mentions and hashtags are removed, or a best confidence
+    under MIN_CONFIDENCE. A language of MARKER_LETTERS is a candidate only for a text that has its own letters (such a
+    text is detected again without it). Uses lingua's multi-threaded batch API."""
+    texts = [_language_text(v) for v in values]
+    out: list[str | None] = [None] * len(texts)
+    pending = {i: frozenset() for i, t in enumerate(texts) if t is not None}
+    while pending:
+        without = next(iter(pending.values()))
+        idx = [i for i, w in pending.items() if w == without]
+        for i, scores in zip(idx, _detector(without).compute_language_confidence_values_in_parallel([texts[i] for i in idx])):
+            del pending[i]
+            code, confidence = _best(scores)
+            if code in MARKER_LETTERS and not set(texts[i]) & MARKER_LETTERS[code]:
+                pending[i] = without | {code}  # not this language: ask again without it
+            elif confidence >= MIN_CONFIDENCE:
+                out[i] = code
     return out
