@@ -36,3 +36,9 @@ def test_kazakh_and_azerbaijani_with_their_own_letters_are_still_detected():
 )
 def test_text_without_enough_letters_is_unknown(text):
     assert detect_languages([text]) == [None]  # lingua said pl / en / pt / pl for the first four
+
+
+def test_low_confidence_detection_is_unknown():
+    # letters enough, but lingua's best guess is a coin toss among languages (es 0.21, tr 0.17)
+    assert detect_languages(["Taxi Hotel Radio", "la la la la la"]) == [None, None]
+    assert detect_languages(["let us talk calmly"]) == ["en"]
