@@ -88,7 +88,7 @@ def row_problem(value, max_chars: int = MAX_CHARS) -> str | None:
 
 LONG_TEXT_MODES = ("truncate", "window", "sentences")
 SENTENCE_END = re.compile(r"(?<=[.!?…。؟])\s+")
-SCORE_SLICE = 8  # rows are scored batch_size * SCORE_SLICE at a time, so that progress can be told by the batch
+SCORE_SLICE = 4  # rows are scored batch_size * SCORE_SLICE at a time, so that progress can be told by the batch
 
 
 def _token_lengths(model, texts: dict[int, str]) -> dict[int, int]:
