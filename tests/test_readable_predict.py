@@ -32,7 +32,14 @@ def test_kazakh_and_azerbaijani_with_their_own_letters_are_still_detected():
 
 @pytest.mark.parametrize(
     "text",
-    ["https://t.co/abc123XYZ", "https://www.example.com/news/2025/07/01/article-12345", "@user123 https://t.co/x", "ok", "👍👍👍", "12:45"],
+    [
+        "https://t.co/abc123XYZ",
+        "https://www.example.com/news/2025/07/01/article-12345",
+        "@user123 https://t.co/x",
+        "ok",
+        "👍👍👍",
+        "12:45",
+    ],
 )
 def test_text_without_enough_letters_is_unknown(text):
     assert detect_languages([text]) == [None]  # lingua said pl / en / pt / pl for the first four
@@ -88,7 +95,10 @@ def test_sentences_mode_keeps_sentences_whole(stance_dir):
     model = load_stance_model(stance_dir, device="cpu")
     text = "We hope for dialogue. Let us talk calmly. Peace and good neighbours. Strike them hard now."
     pieces = _pieces(model, text, "sentences")
-    assert [p for p, _ in pieces] == ["We hope for dialogue. Let us talk calmly.", "Peace and good neighbours. Strike them hard now."]
+    assert [p for p, _ in pieces] == [
+        "We hope for dialogue. Let us talk calmly.",
+        "Peace and good neighbours. Strike them hard now.",
+    ]
     out = predict_values(model, [text], long_text="sentences")
     assert out["pred_error"][0] == "" and out["pred_stance"][0] is not None
 

@@ -189,10 +189,10 @@ def predict_file(
 ) -> PredictSummary:
     """Predict every row of `input_path` into `output_path` (formats from the extensions); see the module docstring.
 
-    detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
-    every scored slice of a chunk (batch_size x SCORE_SLICE rows), so it moves from the first seconds whatever the chunk
-size. `long_text`: truncate, window or sentences (rows.predict_values). `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
-    parts are only resumed under the same input content, model and options.
+        detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
+        every scored slice of a chunk (batch_size x SCORE_SLICE rows), so it moves from the first seconds whatever the chunk
+    size. `long_text`: truncate, window or sentences (rows.predict_values). `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
+        parts are only resumed under the same input content, model and options.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():

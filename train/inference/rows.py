@@ -182,8 +182,7 @@ def predict_values(
             jobs += [(i, piece, k) for piece, k in _pieces(model, text, long_text)]
         elif n > MAX_TOKENS_FACTOR * model.max_length:
             problems[i] = (
-                f"text too long ({n} tokens > {MAX_TOKENS_FACTOR}x max_length {model.max_length}; "
-                f"--long-text window scores it)"
+                f"text too long ({n} tokens > {MAX_TOKENS_FACTOR}x max_length {model.max_length}; --long-text window scores it)"
             )
         else:
             truncated[i] = True
