@@ -85,8 +85,7 @@ def _harmless(w: warnings.WarningMessage) -> bool:
 def harmless_warnings_dropped():
     """For calls that set their own warning filters (MLflow's log_model shows every UserWarning "once", ahead of any
     filter of ours): record their warnings and show again only those not listed above."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+    with warnings.catch_warnings(record=True) as caught:  # the filters in force still decide what is recorded
         yield
     for w in caught:
         if not _harmless(w):
