@@ -4,6 +4,7 @@ digest of the rows it used, and prints a short readable summary instead of raw m
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, make_rows, tiny_overrides, tracking_client, write_jsonl
@@ -114,3 +115,21 @@ def test_two_runs_on_different_data_are_told_apart(tmp_path, tiny_model_dir, mlf
     assert len(digests) == 2
     shown = format_leaderboard(leaderboard(runs))
     assert all(d in shown for d in digests), shown
+
+
+@pytest.mark.slow  # an interrupted run and a refused resume
+def test_resume_on_changed_data_is_refused(tmp_path, tiny_model_dir, mlflow_store, monkeypatch):
+    from tests.test_training import interrupt_after_first_epoch
+    from train.pipeline import ResumeError, run_training
+
+    rows = make_rows()
+    corpus = tmp_path / "labeled"
+    write_jsonl(corpus / "s.jsonl", rows)
+    interrupt_after_first_epoch(monkeypatch)
+    cfg = load_config(None, tiny_overrides(corpus, tiny_model_dir, **{"train.epochs": 3, "train.early_stopping_patience": 0}))
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, quiet=True)
+    rows[0] = {**rows[0], "text": rows[0]["text"] + " edited"}
+    write_jsonl(corpus / "s.jsonl", rows)
+    with pytest.raises(ResumeError, match=r"the data changed since run \w+ was interrupted \(data digest \w{12} -> \w{12}\)"):
+        run_training(cfg, resume=True, quiet=True)

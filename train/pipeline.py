@@ -35,7 +35,7 @@ from train.reports.verify import verify
 from train.runtime import pick_device, set_threads
 from train.schema import LABELS
 from train.tracking import runs as run_log
-from train.tracking.queries import run_metrics
+from train.tracking.queries import get_run, run_metrics
 from train.tracking.quiet import harmless_warnings_dropped, quiet_training
 from train.tracking.registry import quiet_libraries
 from train.tracking.runs import ResumeError, TrainingInterrupted  # noqa: F401 - re-exported: callers stop runs with them
@@ -81,6 +81,13 @@ def run_training(
         run_id = tracking.find_resumable_run(exp_id, digest, has_checkpoint)
     if resume:
         tracking.check_resume(cfg.experiment, run_params(cfg), exp_id, digest, run_id)
+    if resume and run_id:  # the same config on other rows is another run: its checkpoint learned from the old rows
+        logged = get_run(run_id)[0].data.params.get("data.digest")
+        if logged and logged != rows_digest:
+            raise ResumeError(
+                f"--resume: the data changed since run {run_id} was interrupted (data digest {logged} -> {rows_digest}); "
+                f"train anew without --resume"
+            )
     run_name = cfg.run_name or default_run_name(cfg)
     out_dir = Path(cfg.output_dir) / cfg.experiment / (run_id or f"{run_name}-{digest}-{int(time.time())}")
 
