@@ -131,7 +131,10 @@ def test_cli_every_format_keeps_rows_order_and_columns(stance_dir, tmp_path):
             )
             assert result.exit_code == 0, result.output
             out = read(out_path)
-            assert list(out.columns) == ["id", "text", "score", *OUTPUT_COLUMNS, "model_uri", "model_version"], (src, dst)
+            assert list(out.columns) == ["id", "text", "score", *OUTPUT_COLUMNS, "truncated", "model_uri", "model_version"], (
+                src,
+                dst,
+            )
             assert out["id"].astype(str).tolist() == df["id"].tolist(), (src, dst)
             assert out["text"].tolist() == df["text"].tolist() and np.allclose(out["score"].astype(float), df["score"])
             assert out["pred_stance"].tolist() == expected["pred_stance"].tolist(), (src, dst)

@@ -30,6 +30,19 @@ def config_digest(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def data_digest(parts: dict) -> str:
+    """Same rows, same digest: sha256 over every row a run trains, validates and is scored on (id, text, language,
+    stance, per split, in id order), after filters, hold-outs and subsampling. Two runs of one config on an edited
+    corpus differ here, not in the config digest."""
+    h = hashlib.sha256()
+    for name in ("train", "val", "eval"):
+        h.update(f"[{name}]\n".encode())
+        rows = parts[name].sort_values("id", kind="stable")[["id", "text", "language", "stance"]]
+        for row in rows.itertuples(index=False):
+            h.update(json.dumps(list(row), ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()[:12]
+
+
 def model_family(cfg: Config) -> str:
     if cfg.model.kind == "baseline":
         return "tfidf-logreg"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from train import tracking
-from train.config import Config, flat_params, to_dict
+from train.config import Config, ineffective_warning, run_params, to_dict
 from train.data import calibration_rows, load_eval_files, prepare_data
 from train.metrics import evaluation_metrics, metric_key
 from train.models import estimator_from_config
@@ -25,15 +25,18 @@ from train.models.trainer import has_checkpoint
 from train.naming import (
     child_run_name,
     config_digest,
+    data_digest,
     default_run_name,
     model_family,
     parent_run_name,
 )
+from train.reports.console import EpochTable, data_summary, results_table, rows_per_file
 from train.reports.verify import verify
 from train.runtime import pick_device, set_threads
 from train.schema import LABELS
 from train.tracking import runs as run_log
-from train.tracking.queries import run_metrics
+from train.tracking.queries import get_run, run_metrics
+from train.tracking.quiet import harmless_warnings_dropped, quiet_training
 from train.tracking.registry import quiet_libraries
 from train.tracking.runs import ResumeError, TrainingInterrupted  # noqa: F401 - re-exported: callers stop runs with them
 
@@ -59,10 +62,17 @@ def run_training(
 
     callbacks: extra Trainer callbacks (the transformer only; `stance tune` reports epochs to Optuna with one);
     tags: extra tags set on the run when it opens."""
+    quiet_training()
     threads = set_threads(cfg.train.threads)
-    df, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
+    _, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
     extra_sets = load_eval_files(cfg, parts["train"])
     calib = calibration_rows(cfg, parts, extra_sets)  # like the data above: refused before any run exists
+    rows_digest = data_digest(parts)
+    ignored = ineffective_warning(cfg)
+    if ignored:
+        print(ignored, file=sys.stderr)
+    if not quiet:
+        print(data_summary(parts, rows_per_file(cfg.data.paths, parts), rows_digest, _eval_name(cfg)), end="")
     tracking.setup_tracking()
     exp_id = tracking.get_experiment_id(cfg.experiment)
     tracking.reconcile_stale_runs(exp_id)
@@ -70,7 +80,14 @@ def run_training(
     if resume and run_id is None:
         run_id = tracking.find_resumable_run(exp_id, digest, has_checkpoint)
     if resume:
-        tracking.check_resume(cfg.experiment, flat_params(cfg), exp_id, digest, run_id)
+        tracking.check_resume(cfg.experiment, run_params(cfg), exp_id, digest, run_id)
+    if resume and run_id:  # the same config on other rows is another run: its checkpoint learned from the old rows
+        logged = get_run(run_id)[0].data.params.get("data.digest")
+        if logged and logged != rows_digest:
+            raise ResumeError(
+                f"--resume: the data changed since run {run_id} was interrupted (data digest {logged} -> {rows_digest}); "
+                f"train anew without --resume"
+            )
     run_name = cfg.run_name or default_run_name(cfg)
     out_dir = Path(cfg.output_dir) / cfg.experiment / (run_id or f"{run_name}-{digest}-{int(time.time())}")
 
@@ -78,18 +95,27 @@ def run_training(
     with tracking.closing_run():
         if run_id is None:
             out_dir = out_dir.with_name(rid)
-        _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path)
+        _log_run_setup(cfg, parts, digest, rows_digest, out_dir, threads, config_path, ignored)
         if tags:
             run_log.set_tags(tags)
         started = time.time()
         train, val = parts["train"], parts["val"]
         model = estimator_from_config(cfg)
-        with fit_context(report=run_log.log_metrics, checkpoint_dir=out_dir, resume=resume, trainer_callbacks=tuple(callbacks)):
+        table = EpochTable(expects_val=len(val) > 0) if not quiet else None
+
+        def report(metrics, step=None):
+            run_log.log_metrics(metrics, step)
+            if table:
+                table(metrics, step)
+
+        with fit_context(report=report, checkpoint_dir=out_dir, resume=resume, trainer_callbacks=tuple(callbacks)):
             model.fit(
                 train["text"].tolist(),
                 train["stance"].tolist(),
                 *((val["text"].tolist(), val["stance"].tolist(), val["language"].tolist()) if len(val) else ()),
             )
+        if table:
+            table.flush()
         if calib is not None and len(calib):
             # after the val metrics above (computed at temperature 1)
             run_log.log_metric(
@@ -99,22 +125,20 @@ def run_training(
         if getattr(model, "train_compute_dtype", None):
             run_log.set_tags({"train.compute_dtype": model.train_compute_dtype})
         metrics = evaluate_and_log(model, parts["eval"], cfg.train.eval_batch_size)
+        results = {_eval_name(cfg): (len(parts["eval"]), metrics)}
         for name, eval_df in extra_sets.items():
-            extra = evaluate_and_log(model, eval_df, cfg.train.eval_batch_size, prefix=name)
-            if not quiet:
-                print(
-                    f"{name} ({len(eval_df)} rows): macro_f1={extra['macro_f1']:.4f} "
-                    f"({extra['macro_f1_ci_low']:.3f}-{extra['macro_f1_ci_high']:.3f}) ece={extra['ece']:.3f}"
-                )
+            results[name] = (len(eval_df), evaluate_and_log(model, eval_df, cfg.train.eval_batch_size, prefix=name))
         run_log.set_tags({"stance.eval_sets": ",".join(["eval", *extra_sets])})
         run_log.log_metric("train_seconds", train_seconds)
         # The model is stored once, in the run's artifacts: saved to a temporary folder, logged, folder removed.
         with tempfile.TemporaryDirectory(prefix="stance-model-") as tmp:
-            tracking.log_stance_model(model.save(Path(tmp) / "model"), train["text"].tolist())
+            with harmless_warnings_dropped():
+                tracking.log_stance_model(model.save(Path(tmp) / "model"), train["text"].tolist())
         del model  # verify loads the logged copy; two models in memory would double the peak for nothing
         verify_and_register(rid, cfg.register_as, quiet)
         if not quiet:
-            print(f"run {rid}: macro_f1={metrics['macro_f1']:.4f} accuracy={metrics['accuracy']:.4f} ({train_seconds:.0f}s)")
+            print(results_table(results), end="")
+            print(f"run {rid} ({run_name}, data {rows_digest}): trained in {train_seconds:.0f}s")
     # Checkpoints exist so that an interrupted run can resume; a finished one needs none of them.
     shutil.rmtree(out_dir, ignore_errors=True)
     return rid
@@ -149,17 +173,35 @@ def parent_tags(cfg: Config, parts: dict, seeds: list[int], config_path: str | N
     }
 
 
-def _log_run_setup(cfg, df, parts, digest, out_dir, threads, config_path):
+def _eval_name(cfg: Config) -> str:
+    """What the run's final metrics are of: test, val, or holdout (rows of held-out languages / groups)."""
+    return "holdout" if cfg.data.holdout_languages or cfg.data.holdout_speaker_groups else cfg.data.eval_split
+
+
+def _log_run_setup(cfg, parts, digest, rows_digest, out_dir, threads, config_path, ignored=None):
+    """Tags and params of a run: only the settings that shaped it (config.applies), the rows' digest, and a note of
+    the settings the config changed that had no effect."""
     tags = {
         **tracking.process_tags(),
         "stance.config_digest": digest,
+        "data.digest": rows_digest,
         "stance.output_dir": str(out_dir),
         **_run_tags(cfg, parts, config_path),
         "seed": str(cfg.train.seed),
     }
+    if ignored:
+        tags["stance.ignored_settings"] = ignored.removeprefix("warning: ")
     run_log.set_tags(tags)
-    params = flat_params(cfg)
-    params.update({"n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_eval": len(parts["eval"]), "threads": threads})
+    params = run_params(cfg)
+    params.update(
+        {
+            "data.digest": rows_digest,
+            "n_train": len(parts["train"]),
+            "n_val": len(parts["val"]),
+            "n_eval": len(parts["eval"]),
+            "threads": threads,
+        }
+    )
     run_log.log_params(params)
     run_log.log_dict(to_dict(cfg), "config/resolved_config.json")
     run_log.log_text(tracking.installed_packages(), "environment/requirements.txt")
@@ -187,8 +229,10 @@ def verify_and_register(run_id: str, register_as: str | None, quiet: bool = Fals
     result = verify(run_id)
     run_log.set_tags({"stance.verified": "passed" if result.passed else "failed"})
     run_log.log_text(result.table(), "verify.txt")
-    if not quiet or not result.passed:
-        print(result.table(), end="", file=sys.stdout if result.passed else sys.stderr)
+    if not result.passed:
+        print(result.table(), end="", file=sys.stderr)
+    elif not quiet:  # the full table is the run's verify.txt
+        print(f"verify: the logged model reproduces the run's numbers ({len(result.checks)} checks passed, see verify.txt)")
     if not result.passed:
         raise VerificationFailed(f"the logged model does not reproduce run {run_id}'s numbers (see verify.txt); not registered")
     if register_as:
@@ -241,10 +285,11 @@ def run_seeds(cfg: Config, n_seeds: int, config_path: str | None = None, quiet: 
     current = None
     # the parent must never be left RUNNING, nor FINISHED after a failed seed
     with tracking.closing_run(lambda: f"seed {current} failed: " if current is not None else ""):
-        run_log.set_tags(parent_tags(cfg, parts, seeds, config_path))
-        params = flat_params(cfg)
+        run_log.set_tags({**parent_tags(cfg, parts, seeds, config_path), "data.digest": data_digest(parts)})
+        params = run_params(cfg)
         params.update(
             {
+                "data.digest": data_digest(parts),
                 "train.seed": ",".join(map(str, seeds)),
                 "n_seeds": n_seeds,
                 "n_train": len(parts["train"]),

@@ -71,6 +71,13 @@ def predict_cmd(
         "--log-mlflow",
         help=f"Log the run (input digest, counts, label distribution, rows/s) to the MLflow experiment '{INFERENCE_EXPERIMENT}'.",
     ),
+    long_text: str = typer.Option(
+        "truncate",
+        "--long-text",
+        help="Texts longer than the model's max length: truncate (score the first max_length tokens, flagged in the "
+        "`truncated` column), window (overlapping windows) or sentences (groups of whole sentences), both averaged by "
+        "token count. See docs/long-texts.md.",
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or spark (pyspark + mlflow.pyfunc.spark_udf)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: the Spark master URL."),
     gold_column: Optional[str] = typer.Option(
@@ -91,6 +98,10 @@ def predict_cmd(
         fail(f"--device: {device!r} is not one of auto, cpu, cuda")
     if backend not in ("torch", "onnx"):
         fail(f"--backend: {backend!r} is not one of torch, onnx")
+    if long_text not in ("truncate", "window", "sentences"):
+        fail(f"--long-text: {long_text!r} is not one of truncate, window, sentences")
+    if long_text != "truncate" and engine == "spark":
+        fail("--long-text window/sentences runs with --engine local (the Spark UDF runs the logged pyfunc as it is)")
     if int8:
         backend = "onnx"  # torch's own dynamic quantization cost 10 macro-F1 points on the default model; ORT's per-channel int8 cost 1.3
     if backend == "onnx" and engine == "spark":
@@ -125,6 +136,7 @@ def predict_cmd(
                     tmp,
                     backend,
                     encoding,
+                    long_text,
                 )
     except InferenceError as e:
         end_predict_run(run, None, "FAILED", str(e))
@@ -139,6 +151,12 @@ def predict_cmd(
         f"chunks: {summary.chunks_computed} computed{reused}",
         err=True,
     )
+    if getattr(summary, "truncated", 0):
+        typer.echo(
+            f"truncated: {summary.truncated} rows longer than the model's max length were scored on their first "
+            f"max_length tokens (column `truncated`; --long-text window scores them whole)",
+            err=True,
+        )
     typer.echo(f"model: {identity['model_id']} (details: {meta})", err=True)
     if summary.errors:
         typer.echo(
@@ -208,6 +226,7 @@ def _predict_local(
     tmp,
     backend="torch",
     encoding="utf-8",
+    long_text="truncate",
 ):
     from train.inference import WorkLock, predict_file
     from train.models.card import model_fingerprint
@@ -242,6 +261,7 @@ def _predict_local(
             progress=progress,
             encoding=encoding,
             options=options,
+            long_text=long_text,
         )
     return summary, uri, version, model_identity(uri, version, model_dir, options["model_files"])
 
@@ -250,10 +270,12 @@ def _predict_local(
 
 
 class progress_reporter:
-    """A rich progress bar (rows, rows/s, ETA) on a terminal; otherwise a log line every `every` chunks."""
+    """A rich progress bar (rows, rows/s, ETA) on a terminal, updated as each slice of batches is scored; otherwise
+    (a log file, a pipe) one plain line after `first` seconds, then every `every` seconds, and never more often."""
 
-    def __init__(self, input_path: Path, every: int = 10):
-        self.input_path, self.every, self.bar, self.calls = Path(input_path), every, None, 0
+    def __init__(self, input_path: Path, every: float = 30.0, first: float = 3.0):
+        self.input_path, self.every, self.first, self.bar = Path(input_path), every, first, None
+        self.next_line = first
 
     def __enter__(self):
         from train.inference import count_rows, file_format
@@ -281,11 +303,12 @@ class progress_reporter:
         return self
 
     def __call__(self, done: int, summary) -> None:
-        self.calls += 1
-        rate = done / max(1e-9, time.perf_counter() - self.start)
+        elapsed = time.perf_counter() - self.start
+        rate = done / max(1e-9, elapsed)
         if self.bar is not None:
             self.bar.update(self.task, completed=done, rate=f"{rate:,.0f}")
-        elif self.calls % self.every == 0:
+        elif elapsed >= self.next_line and done:
+            self.next_line = elapsed + self.every
             eta = f", ETA {_hms((self.total - done) / rate)}" if self.total and rate > 0 and self.total > done else ""
             of = f"/{self.total}" if self.total else ""
             typer.echo(f"stance predict: {done}{of} rows, {rate:,.0f} rows/s{eta}", err=True)

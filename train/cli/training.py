@@ -43,7 +43,7 @@ def train_cmd(
         check_model_source(cfg)  # after the bootstrap, which creates the default model directory
     except ConfigError as e:
         fail(str(e))
-    from train.data import DataError
+    from train.data import DataError, SelectionError
     from train.pipeline import VerificationFailed
     from train.tracking.runs import ResumeError
 
@@ -60,5 +60,7 @@ def train_cmd(
         fail(str(e))
     except VerificationFailed as e:
         fail(str(e), 1)
+    except SelectionError as e:  # a wrong value in the config (a language the corpus lacks): one line, exit 2
+        fail(e.problems[0].message)
     except DataError as e:
         fail_data(e)

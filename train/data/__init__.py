@@ -24,7 +24,7 @@ from train.data.importers import (
 )
 from train.data.problems import DataError, Problem, ValidationReport, did_you_mean, summarize
 from train.data.readers import ALL_FIELDS, corpus_files
-from train.data.selection import calibration_rows, load_eval_files, prepare_data, subsample
+from train.data.selection import SelectionError, calibration_rows, load_eval_files, prepare_data, subsample
 from train.data.splits import filter_statements, make_splits
 from train.data.stats import STATS_END, STATS_START, stats_table, write_card_stats
 from train.data.validation import (
@@ -59,6 +59,7 @@ __all__ = [
     "STATS_START",
     "DataError",
     "Problem",
+    "SelectionError",
     "ValidationReport",
     "check_row",
     "corpus_files",

@@ -5,14 +5,28 @@ exists (a DataError naming each problem)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
 from train.config import Config
+from train.data.importers import LANGUAGE_NAMES
 from train.data.problems import DataError, Problem
 from train.data.splits import filter_statements, make_splits
 from train.data.validation import load_statements
 from train.schema import LABELS
+
+
+class SelectionError(DataError):
+    """The config selects rows the corpus does not have (a filter or hold-out value absent, nothing left to train on):
+    a wrong value in the config, reported in one line with the valid values (`stance train` exits 2)."""
+
+
+def _did_you_mean(value: str, valid: list[str]) -> str:
+    """' (did you mean 'tr'?)' for 'turkish' or 'TR' or 'trr' when 'tr' is valid; '' when nothing is close."""
+    code = LANGUAGE_NAMES.get(str(value).lower(), str(value).lower())
+    close = [code] if code in valid else difflib.get_close_matches(str(value), valid, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def prepare_data(cfg: Config):
@@ -27,7 +41,7 @@ def prepare_data(cfg: Config):
     where = ", ".join(map(str, d.paths))
 
     def problem(message):
-        return DataError(Problem(where, None, None, message))
+        return SelectionError(Problem(where, None, None, message))
 
     for key, column in (
         ("languages", "language"),
@@ -41,7 +55,12 @@ def prepare_data(cfg: Config):
         # a typo in a filter silently changes the experiment (an exclude that excludes nothing, a hold-out of nothing)
         absent = sorted(set(getattr(d, key) or ()) - set(df[column]))
         if absent:
-            raise problem(f"data.{key}={absent}: no rows have these values; valid: {', '.join(sorted(set(df[column])))}")
+            valid = sorted(set(df[column]))
+            what = "a language code in the corpus" if column == "language" else f"a {column} in the corpus"
+            raise problem(
+                f"data.{key}: {', '.join(repr(a) for a in absent)} is not {what}{_did_you_mean(absent[0], valid)}; "
+                f"valid: {', '.join(valid)}"
+            )
     df = filter_statements(
         df,
         languages=d.languages,
@@ -62,7 +81,7 @@ def prepare_data(cfg: Config):
             df, eval_split=d.eval_split, holdout_languages=d.holdout_languages, holdout_speaker_groups=d.holdout_speaker_groups
         )
     except ValueError as e:
-        raise problem(str(e)) from None
+        raise problem(f"data selection leaves an empty split: {str(e).removeprefix('make_splits: ')}") from None
     if d.max_train_rows is not None and len(parts["train"]) > d.max_train_rows:
         parts["train"] = subsample(parts["train"], d.max_train_rows, cfg.train.seed)
     classes = parts["train"]["stance"].value_counts().to_dict()

@@ -39,6 +39,7 @@ class PredictSummary:
     seconds: float = 0.0
     labels: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)  # reason (without line numbers) -> count
+    truncated: int = 0  # rows scored on their first max_length tokens only (long_text="truncate")
     input_sha256: str = ""
 
     @property
@@ -184,12 +185,14 @@ def predict_file(
     progress=None,
     encoding: str = "utf-8",
     options: dict | None = None,
+    long_text: str = "truncate",
 ) -> PredictSummary:
     """Predict every row of `input_path` into `output_path` (formats from the extensions); see the module docstring.
 
-    detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
-    every chunk. `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
-    parts are only resumed under the same input content, model and options.
+        detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
+        every scored slice of a chunk (batch_size x SCORE_SLICE rows), so it moves from the first seconds whatever the chunk
+    size. `long_text`: truncate, window or sentences (rows.predict_values). `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
+        parts are only resumed under the same input content, model and options.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
@@ -215,7 +218,9 @@ def predict_file(
     remove = False  # kept on a refused resume (the parts are another run's) and on interruption (they resume)
     try:
         digest = scan_input(input_path, in_fmt, encoding)
-        manifest = _manifest(input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, options or {})
+        manifest = _manifest(
+            input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, {**(options or {}), "long_text": long_text}
+        )
         work = prepare_work_dir(lock, manifest, resume, overwrite)
         try:
             summary = _predict_chunks(
@@ -234,6 +239,7 @@ def predict_file(
                 detect,
                 progress,
                 encoding,
+                long_text,
             )
         except InferenceError:
             remove = True  # the input is unreadable past some point: its finished parts are worth nothing
@@ -261,6 +267,7 @@ def _predict_chunks(
     detect,
     progress,
     encoding,
+    long_text="truncate",
 ) -> PredictSummary:
     import pyarrow.parquet as pq
 
@@ -271,13 +278,30 @@ def _predict_chunks(
         part = work / f"part-{k:06d}.parquet"
         parts.append(part)
         if part.exists():  # finished by an earlier, interrupted run
-            table = pq.read_table(part, columns=["pred_stance", "pred_error"])
+            table = pq.read_table(part, columns=["pred_stance", "pred_error", "truncated"])
             summary.chunks_reused += 1
             count_predictions(summary, table.column("pred_stance").to_pylist(), table.column("pred_error").to_pylist())
+            summary.truncated += sum(table.column("truncated").to_pylist())
         else:
             if text_column not in df.columns:  # JSONL chunks whose records all lack the key
                 df[text_column] = None
-            preds = predict_values(model, df[text_column].tolist(), batch_size, read_errors)
+            before, scored = summary.rows, [0]
+
+            def on_scored(n, before=before, scored=scored):
+                scored[0] += n
+                if progress is not None:
+                    summary.seconds = time.perf_counter() - start
+                    progress(before + scored[0], summary)
+
+            preds = predict_values(
+                model,
+                df[text_column].tolist(),
+                batch_size,
+                read_errors,
+                long_text=long_text,
+                on_scored=on_scored,
+                flag_truncated=True,
+            )
             out = df.drop(columns=[c for c in [*preds.columns, *RUN_COLUMNS] if c in df.columns])
             for col in preds.columns:
                 out[col] = preds[col].to_numpy()
@@ -288,6 +312,7 @@ def _predict_chunks(
             _write_atomic_parquet(to_arrow(out), part)
             summary.chunks_computed += 1
             count_predictions(summary, preds["pred_stance"].tolist(), preds["pred_error"].tolist())
+            summary.truncated += int(preds["truncated"].sum())
             if delay:
                 time.sleep(delay)
         summary.chunks = k + 1
@@ -298,9 +323,10 @@ def _predict_chunks(
         import pandas as pd
 
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-        preds = predict_values(model, [], batch_size)
+        preds = predict_values(model, [], batch_size, flag_truncated=True)
         for col in [*preds.columns, *(RUN_COLUMNS if detect else RUN_COLUMNS[1:])]:
-            empty[col] = pd.Series(dtype="float64" if col.startswith(("prob_", "pred_conf")) else object)
+            kind = "float64" if col.startswith(("prob_", "pred_conf")) else "bool" if col == "truncated" else object
+            empty[col] = pd.Series(dtype=kind)
         parts.append(work / "part-000000.parquet")
         _write_atomic_parquet(to_arrow(empty), parts[0])
     join_parts(parts, output_path, out_fmt)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from train.inference.readers import to_pandas
+from train.inference.rows import PRED_COLUMNS, PROB_DECIMALS
 
 # -- writing -------------------------------------------------------------------------------------------------------------
 
@@ -117,6 +118,8 @@ def join_parts(parts: list[Path], output: Path, fmt: str) -> None:
                     if fmt == "csv":  # lists and structs as JSON text, not numpy reprs like "[array([1])]"
                         table = _nested_as_json(table)
                     df = to_pandas(table).reindex(columns=columns)
+                    probs = [c for c in PRED_COLUMNS[1:] if c in df.columns and df[c].dtype.kind == "f"]
+                    df[probs] = df[probs].round(PROB_DECIMALS)  # text formats: 6 decimals, not float32 noise (Parquet: exact)
                     if fmt == "csv":
                         df.to_csv(fh, index=False, header=k == 0)
                     else:

@@ -99,7 +99,7 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, eval_groups=N
         fp16=dtype == torch.float16,
         use_cpu=device == "cpu",
         dataloader_num_workers=0,
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # the Trainer's bar writes every log dict; a TTY gets QuietProgress below instead
         save_only_model=False,
     )
     cbs = ([EpochReporter(ctx.report)] if ctx.report else []) + list(ctx.trainer_callbacks)
@@ -114,6 +114,13 @@ def fit_transformer(model, texts, labels, eval_texts, eval_labels, eval_groups=N
                       data_collator=DataCollatorWithPadding(model.tokenizer, pad_to_multiple_of=8),
                       compute_metrics=metrics_fn if eval_ds is not None else None, callbacks=cbs,
                       optimizers=(optimizer, scheduler))
+    # The Trainer prints each log as a raw dict (PrinterCallback); the pipeline prints one table row per epoch from
+    # the same numbers (reports.console.EpochTable), so the dicts go, and a terminal keeps a step bar without them.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    if sys.stderr.isatty():
+        trainer.add_callback(_quiet_progress_class())
     # What the encoder actually computed in (autocast decides, not the config): read off its first Linear's output in
     # the first training step. The encoder's own output is no witness: it ends in a LayerNorm, which autocast runs in
     # fp32 (seen on an H200: every Linear bf16, every LayerNorm and so last_hidden_state fp32).
@@ -176,6 +183,18 @@ def _resume_checkpoint(output_dir) -> str | None:
         return None
     print(f"resume: continuing from {complete[-1]}", file=sys.stderr)
     return str(complete[-1])
+
+
+def _quiet_progress_class():
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        """The Trainer's step bar without the log dicts it writes under it."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    return QuietProgress
 
 
 def _epoch_reporter_class():

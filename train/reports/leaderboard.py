@@ -110,6 +110,8 @@ def leaderboard(runs: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
             row[c.removeprefix("metrics.")] = g[c].mean()
         for c in lang_cols:
             row[c.removeprefix("metrics.")] = g[c].mean()
+        # the rows trained and scored on (pipeline: naming.data_digest): the same config on edited data is told apart
+        row["data"] = ",".join(sorted(set(g["params.data.digest"].dropna()))) if "params.data.digest" in g else ""
         row["train_seconds"] = g["metrics.train_seconds"].mean() if "metrics.train_seconds" in g else math.nan
         row["run_ids"] = ",".join(g["run_id"])
         rows.append(row)
@@ -148,6 +150,8 @@ def display_frame(board: pd.DataFrame, metric: str = "macro_f1", short_ids: bool
     for c in board.columns:
         if c.startswith("macro_f1_lang_"):
             out[c.removeprefix("macro_f1_lang_")] = board[c].map(_fmt)
+    if "data" in board and board["data"].astype(bool).any():
+        out["data"] = board["data"]
     out["train_s"] = board["train_seconds"].map(lambda s: _fmt(s, 0))
     out["runs"] = board["run_ids"].map(lambda ids: ",".join(i[:8] for i in ids.split(",")) if short_ids else ids)
     return out

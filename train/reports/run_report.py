@@ -7,29 +7,48 @@ import math
 
 import pandas as pd
 
+from train.config import Config, applies, flat_params
 from train.reports.leaderboard import CompareError, markdown_table
 from train.schema import LABELS
 from train.tracking.identity import run_identity
 from train.tracking.queries import artifact_paths, get_run, logged_table
 
-SUMMARY_PARAMS = (
+SUMMARY_PARAMS = (  # each shown only where it applies to the run's model.kind (config.applies), old runs included
     "model.kind",
     "model.name",
     "model.pooling",
+    "model.analyzer",
+    "model.ngram_min",
+    "model.ngram_max",
+    "model.max_features",
+    "model.C",
     "train.lr",
     "train.epochs",
     "train.batch_size",
     "train.max_length",
     "train.freeze_embeddings",
     "train.seed",
+    "train.class_weighting",
     "data.paths",
     "data.eval_split",
     "data.holdout_languages",
     "data.holdout_speaker_groups",
+    "data.digest",
     "n_train",
     "n_val",
     "n_eval",
 )
+CONFIG_KEYS = set(flat_params(Config()))
+
+
+def setup_params(params: dict[str, str]) -> list[tuple[str, str]]:
+    """The summary settings a run logged, less those its model kind never reads: a baseline run logged before runs
+    logged only their own settings still has train.lr and model.name among its params, and its report must not."""
+    kind = params.get("model.kind", "transformer")
+    kind = kind if kind in ("transformer", "baseline") else "transformer"
+    return [(k, params[k]) for k in SUMMARY_PARAMS if k in params and (k not in CONFIG_KEYS or applies(k, kind))]
+
+
 SUMMARY_TAGS = ("model_family", "languages", "eval_languages", "holdout", "device", "git.commit", "git.dirty")
 
 
@@ -80,7 +99,7 @@ def run_report(run_id: str, top_errors: int = 10) -> str:
         "",
         markdown_table(
             pd.DataFrame(
-                [(k, t[k]) for k in SUMMARY_TAGS if k in t] + [(k, p[k]) for k in SUMMARY_PARAMS if k in p],
+                [(k, t[k]) for k in SUMMARY_TAGS if k in t] + setup_params(p),
                 columns=["setting", "value"],
             )
         ),
