@@ -3,7 +3,7 @@
 format), `stance runs report` and exported model directories (`stance models export`) carry it, so a figure in a
 paper names the exact model, not a counter in someone's local registry (docs/citing.md).
 
-The training-data digest is the run's `stance.data_digest` tag when it has one; otherwise one sha256 over the digests
+The training-data digest is the run's `stance.data_digest` tag or `data.digest` param (the rows each split used) when it has one; otherwise one sha256 over the digests
 of the datasets MLflow logged for the run (train, val, eval: `mlflow.data`, see tracking.artifacts.log_dataset).
 """
 
@@ -49,7 +49,7 @@ def tool_commit() -> str:
 
 def data_digest(run) -> str:
     """The run's training-data digest (see the module docstring); "unknown" for a run that logged no datasets."""
-    tag = run.data.tags.get(DATA_DIGEST_TAG)
+    tag = run.data.tags.get(DATA_DIGEST_TAG) or run.data.params.get("data.digest")  # the latter: what training logs
     if tag:
         return tag
     inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
