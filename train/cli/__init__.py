@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from train.cli.coding import agreement_cmd, label_issues_cmd, select_cmd
 from train.cli.data import data_app
 from train.cli.evaluate import eval_app
 from train.cli.models import models_app
@@ -27,6 +28,9 @@ app.add_typer(eval_app, name="eval")
 app.command("train", context_settings=TRAIN_SETTINGS)(train_cmd)
 app.command("predict")(predict_cmd)
 app.command("tune", context_settings=TRAIN_SETTINGS)(tune_cmd)
+app.command("select")(select_cmd)
+app.command("agreement")(agreement_cmd)
+data_app.command("label-issues")(label_issues_cmd)
 
 
 def main():
