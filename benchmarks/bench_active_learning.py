@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 CORE = ("ru", "en", "az", "tr", "uk")
-DEFAULT_COLLECTION = Path(__file__).resolve().parents[1] / ".." / "shared" / "external" / "realquotes-dev" / "realquotes_dev.jsonl"
+DEFAULT_COLLECTION = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "external" / "realquotes-dev" / "realquotes_dev.jsonl"
+)
 
 
 def split_collection(rows: list[dict], seed: int, eval_share: float = 0.5):
@@ -97,7 +99,9 @@ class CachedTop:
         for mod in self.top + [self.head, self.model.module.dropout]:
             mod.eval()
         with torch.inference_mode():
-            parts = [torch.softmax(self.logits(cached[s : s + batch_size]), -1).numpy() for s in range(0, len(cached), batch_size)]
+            parts = [
+                torch.softmax(self.logits(cached[s : s + batch_size]), -1).numpy() for s in range(0, len(cached), batch_size)
+            ]
         return np.concatenate(parts)
 
     def state(self):
@@ -112,8 +116,10 @@ class CachedTop:
 
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        params = [{"params": [p for layer in self.top for p in layer.parameters()], "lr": lr},
-                  {"params": list(self.head.parameters()), "lr": head_lr}]
+        params = [
+            {"params": [p for layer in self.top for p in layer.parameters()], "lr": lr},
+            {"params": list(self.head.parameters()), "lr": head_lr},
+        ]
         opt = torch.optim.AdamW(params, weight_decay=0.01)
         counts = np.bincount(y, minlength=3).astype(float)
         weights = torch.as_tensor(np.where(counts > 0, counts.sum() / (3 * np.maximum(counts, 1)), 0.0), dtype=torch.float32)
@@ -179,15 +185,28 @@ def main():
     y_pool, y_ev, y_replay = y_of(pool), y_of(ev), np.array([LABELS.index(s) for s in replay["stance"]])
 
     top = CachedTop(model, args.train_layers)
-    c_pool, c_ev, c_replay = top.cache([r["text"] for r in pool]), top.cache([r["text"] for r in ev]), top.cache(list(replay["text"]))
+    c_pool, c_ev, c_replay = (
+        top.cache([r["text"] for r in pool]),
+        top.cache([r["text"] for r in ev]),
+        top.cache(list(replay["text"])),
+    )
     base_ev = model.predict_proba([r["text"] for r in ev])
     gap = float(np.abs(top.proba(c_ev) - base_ev).max())
     assert gap < 1e-3, f"the cached path does not reproduce the model ({gap})"
     proba_pool, emb_pool = score_pool(model, [r["text"] for r in pool])
     start_state = top.state()
-    print(f"pool {len(pool)}, eval {len(ev)}, replay {len(replay)}; cache {time.time() - t0:.0f}s; cached-path gap {gap:.1e}", flush=True)
+    print(
+        f"pool {len(pool)}, eval {len(ev)}, replay {len(replay)}; cache {time.time() - t0:.0f}s; cached-path gap {gap:.1e}",
+        flush=True,
+    )
 
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "pool": len(pool), "eval": len(ev), "start": score(y_ev, base_ev), "runs": []}
+    results = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "pool": len(pool),
+        "eval": len(ev),
+        "start": score(y_ev, base_ev),
+        "runs": [],
+    }
     sizes = [len(pool) if s == "all" else int(s) for s in args.sizes.split(",")]
     for seed in range(args.seeds):
         plans = [("replay only", 0, [])]
@@ -203,13 +222,24 @@ def main():
         for strategy, n, picks in plans:
             t = time.time()
             top.restore(start_state)
-            top.fit([c_pool[i] for i in picks] + c_replay, np.concatenate([y_pool[picks], y_replay]).astype(int), seed,
-                    args.epochs, args.lr, args.head_lr)
+            top.fit(
+                [c_pool[i] for i in picks] + c_replay,
+                np.concatenate([y_pool[picks], y_replay]).astype(int),
+                seed,
+                args.epochs,
+                args.lr,
+                args.head_lr,
+            )
             s = score(y_ev, top.proba(c_ev))
             added = np.bincount(y_pool[picks], minlength=3).tolist() if picks else [0, 0, 0]
-            results["runs"].append({"seed": seed, "strategy": strategy, "n": n, "added_per_label": added, **s, "seconds": time.time() - t})
-            print(f"seed {seed} {strategy:>11} n={n:>3}: macro-F1 {s['macro_f1']:.3f} ({s['ci_low']:.3f}-{s['ci_high']:.3f}) "
-                  f"added c/n/h {added} {time.time() - t:.0f}s", flush=True)
+            results["runs"].append(
+                {"seed": seed, "strategy": strategy, "n": n, "added_per_label": added, **s, "seconds": time.time() - t}
+            )
+            print(
+                f"seed {seed} {strategy:>11} n={n:>3}: macro-F1 {s['macro_f1']:.3f} ({s['ci_low']:.3f}-{s['ci_high']:.3f}) "
+                f"added c/n/h {added} {time.time() - t:.0f}s",
+                flush=True,
+            )
             results["wall_s"], results["cpu_s"] = time.time() - t0, time.process_time() - cpu0
             tmp_out = args.output.with_suffix(".tmp")
             tmp_out.write_text(json.dumps(results, indent=1))
@@ -221,18 +251,24 @@ def print_table(results: dict) -> None:
     from collections import defaultdict
 
     st = results["start"]
-    print(f"\nstarting model on the evaluation part ({results['eval']} rows): macro-F1 {st['macro_f1']:.3f} "
-          f"({st['ci_low']:.3f}-{st['ci_high']:.3f}), hostile recall {st['recall_hostile']:.2f}")
+    print(
+        f"\nstarting model on the evaluation part ({results['eval']} rows): macro-F1 {st['macro_f1']:.3f} "
+        f"({st['ci_low']:.3f}-{st['ci_high']:.3f}), hostile recall {st['recall_hostile']:.2f}"
+    )
     groups = defaultdict(list)
     for r in results["runs"]:
         groups[(r["n"], r["strategy"])].append(r)
-    print("\n| pool labels added | strategy | real-text macro-F1 (mean over seeds) | sd | mean bootstrap 95% CI | hostile recall | seeds |")
+    print(
+        "\n| pool labels added | strategy | real-text macro-F1 (mean over seeds) | sd | mean bootstrap 95% CI | hostile recall | seeds |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|")
     for (n, strategy), rs in sorted(groups.items()):
         f = np.array([r["macro_f1"] for r in rs])
         lo, hi = np.mean([r["ci_low"] for r in rs]), np.mean([r["ci_high"] for r in rs])
         rec = np.mean([r["recall_hostile"] for r in rs])
-        print(f"| {n} | {strategy} | {f.mean():.3f} | {f.std(ddof=1) if len(f) > 1 else 0:.3f} | {lo:.3f}-{hi:.3f} | {rec:.2f} | {len(f)} |")
+        print(
+            f"| {n} | {strategy} | {f.mean():.3f} | {f.std(ddof=1) if len(f) > 1 else 0:.3f} | {lo:.3f}-{hi:.3f} | {rec:.2f} | {len(f)} |"
+        )
     print(f"\nwall {results['wall_s']:.0f}s, CPU {results['cpu_s']:.0f}s (this process)")
 
 

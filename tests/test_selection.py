@@ -72,8 +72,8 @@ def test_random_sample_reproducible_by_seed():
 
 
 def test_score_pool_probabilities_match_predict_proba(tiny_model_dir):
-    from train.models import BaselineStance, TransformerStance
     from tests.conftest import make_rows
+    from train.models import BaselineStance, TransformerStance
 
     texts = [r["text"] for r in make_rows(2)]
     model = TransformerStance(str(tiny_model_dir), max_length=32).build()
@@ -91,8 +91,20 @@ def test_cli_select_from_predict_output_and_exclusions(tmp_path):
     write_jsonl(tmp_path / "pool.jsonl", pool)
     (tmp_path / "ann.csv").write_text("id,annotator,stance\nru-0,a,hostile\nen-1,a,neutral\n", encoding="utf-8")
     out = tmp_path / "next.csv"
-    r = runner.invoke(app, ["select", "--pool", str(tmp_path / "pool.jsonl"), "--n", "10", "--exclude", str(tmp_path / "ann.csv"),
-                            "--output", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "select",
+            "--pool",
+            str(tmp_path / "pool.jsonl"),
+            "--n",
+            "10",
+            "--exclude",
+            str(tmp_path / "ann.csv"),
+            "--output",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     import csv
 
@@ -109,7 +121,9 @@ def test_cli_select_from_predict_output_and_exclusions(tmp_path):
 
 def test_cli_select_bad_pool_exit_2(tmp_path):
     write_jsonl(tmp_path / "pool.jsonl", [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}])
-    r = runner.invoke(app, ["select", "--pool", str(tmp_path / "pool.jsonl"), "--strategy", "random", "--output", str(tmp_path / "o.csv")])
+    r = runner.invoke(
+        app, ["select", "--pool", str(tmp_path / "pool.jsonl"), "--strategy", "random", "--output", str(tmp_path / "o.csv")]
+    )
     assert r.exit_code == 2 and "pool.jsonl:2: field 'id'" in r.output and not (tmp_path / "o.csv").exists()
     write_jsonl(tmp_path / "p2.jsonl", [{"id": "a", "text": "x"}])
     r = runner.invoke(app, ["select", "--pool", str(tmp_path / "p2.jsonl"), "--output", str(tmp_path / "o.csv")])

@@ -21,17 +21,36 @@ def _fail_data(error) -> None:
 
 
 def select_cmd(
-    pool: Path = typer.Option(..., "--pool", help="Statements to choose from (CSV, JSONL, Parquet; needs id and text). "
-                              "A `stance predict` output (prob_* columns) needs no model for the uncertainty."),
-    output: Path = typer.Option(..., "--output", "-o", help="Selection file (CSV or JSONL): id, reason, rank, uncertainty, cluster, ..."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model URI or directory: probabilities and embeddings (for "
-                                        "clusters). Without it: the pool's prob_* columns, diversity by language and speaker only."),
+    pool: Path = typer.Option(
+        ...,
+        "--pool",
+        help="Statements to choose from (CSV, JSONL, Parquet; needs id and text). "
+        "A `stance predict` output (prob_* columns) needs no model for the uncertainty.",
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Selection file (CSV or JSONL): id, reason, rank, uncertainty, cluster, ..."
+    ),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model URI or directory: probabilities and embeddings (for "
+        "clusters). Without it: the pool's prob_* columns, diversity by language and speaker only.",
+    ),
     n: int = typer.Option(100, "--n", min=1, help="How many statements to pick."),
-    strategy: str = typer.Option("uncertainty", "--strategy", help="uncertainty (+ diversity), or random: a simple random "
-                                 "sample, the unbiased evaluation sample `stance analyze --validation` needs."),
+    strategy: str = typer.Option(
+        "uncertainty",
+        "--strategy",
+        help="uncertainty (+ diversity), or random: a simple random "
+        "sample, the unbiased evaluation sample `stance analyze --validation` needs.",
+    ),
     measure: str = typer.Option("margin", "--measure", help="Uncertainty: margin (1 - (p1 - p2)) or entropy."),
-    exclude: Optional[List[Path]] = typer.Option(None, "--exclude", help="Annotations, corpus files or earlier selections: "
-                                                 "their ids and texts are never picked (repeatable; directories: *.jsonl, *.csv)."),
+    exclude: Optional[List[Path]] = typer.Option(
+        None,
+        "--exclude",
+        help="Annotations, corpus files or earlier selections: "
+        "their ids and texts are never picked (repeatable; directories: *.jsonl, *.csv).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Random sample and k-means seed."),
     text_column: str = typer.Option("text", "--text-column"),
 ):
@@ -107,20 +126,31 @@ def select_cmd(
     write_table(output, out, head + [c for c in columns if c not in head])
     langs = Counter(str(r.get("language") or r.get("detected_language") or "?") for r in out)
     left = ", ".join(f"{v} {k}" for k, v in dropped.items() if v)
-    typer.echo(f"wrote {len(out)} of {len(rows)} pool rows to {output} ({strategy}); left out: {left or 'none'}; "
-               f"languages: {', '.join(f'{k} {v}' for k, v in langs.most_common())}")
+    typer.echo(
+        f"wrote {len(out)} of {len(rows)} pool rows to {output} ({strategy}); left out: {left or 'none'}; "
+        f"languages: {', '.join(f'{k} {v}' for k, v in langs.most_common())}"
+    )
     if len(out) < n:
         typer.echo(f"note: only {len(out)} eligible rows (asked for {n})", err=True)
 
 
 def agreement_cmd(
-    files: List[Path] = typer.Argument(..., help="Annotations in long form (CSV/JSONL): id, annotator, stance "
-                                       "(optional text, language, borderline, note, time)."),
-    model_predictions: Optional[Path] = typer.Option(None, "--model-predictions", help="The model's labels for the same "
-                                                     "ids: a `stance predict` output (pred_stance) or id + stance."),
-    adjudicated: Optional[Path] = typer.Option(None, "--adjudicated", help="Adjudicated labels (id, stance): the reference "
-                                               "for the model (default: the strict majority of the annotators)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for agreement.md, agreement.json, disagreements.csv."),
+    files: List[Path] = typer.Argument(
+        ..., help="Annotations in long form (CSV/JSONL): id, annotator, stance (optional text, language, borderline, note, time)."
+    ),
+    model_predictions: Optional[Path] = typer.Option(
+        None,
+        "--model-predictions",
+        help="The model's labels for the same ids: a `stance predict` output (pred_stance) or id + stance.",
+    ),
+    adjudicated: Optional[Path] = typer.Option(
+        None,
+        "--adjudicated",
+        help="Adjudicated labels (id, stance): the reference for the model (default: the strict majority of the annotators).",
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Folder for agreement.md, agreement.json, disagreements.csv."
+    ),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples of statements (0: no intervals)."),
     seed: int = typer.Option(0, "--seed"),
 ):
@@ -148,13 +178,22 @@ def agreement_cmd(
         write_table(output / "disagreements.csv", dis, head + [f"label_{a}" for a in ann.annotators])
         write_text_atomic(output / "agreement.md", text)
         write_text_atomic(output / "agreement.json", json.dumps(rep, indent=1, default=float))
-        typer.echo(f"wrote {output}/agreement.md, agreement.json and disagreements.csv ({len(dis)} statements to adjudicate)", err=True)
+        typer.echo(
+            f"wrote {output}/agreement.md, agreement.json and disagreements.csv ({len(dis)} statements to adjudicate)", err=True
+        )
 
 
 def label_issues_cmd(
-    output: Path = typer.Option(..., "--output", "-o", help="Report (CSV or JSONL): id, reason, given/suggested label, file, line, ..."),
-    config: Path = typer.Option(Path("configs/baseline.yaml"), "--config", "-c", help="Run config: the corpus (data.paths) and the "
-                                "estimator for the out-of-fold probabilities (the TF-IDF baseline: seconds per fold)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Report (CSV or JSONL): id, reason, given/suggested label, file, line, ..."
+    ),
+    config: Path = typer.Option(
+        Path("configs/baseline.yaml"),
+        "--config",
+        "-c",
+        help="Run config: the corpus (data.paths) and the "
+        "estimator for the out-of-fold probabilities (the TF-IDF baseline: seconds per fold).",
+    ),
     folds: int = typer.Option(5, "--folds", min=2),
     seed: int = typer.Option(0, "--seed"),
 ):
@@ -176,5 +215,7 @@ def label_issues_cmd(
         fail_on_data_error(e)
     write_table(output, issues, COLUMNS)
     flips = Counter(f"{r['given_label']} -> {r['suggested_label']}" for r in issues)
-    typer.echo(f"{len(issues)} of {checked} rows flagged ({100 * len(issues) / max(1, checked):.1f}%), written to {output}: "
-               + ", ".join(f"{k} {v}" for k, v in flips.most_common()))
+    typer.echo(
+        f"{len(issues)} of {checked} rows flagged ({100 * len(issues) / max(1, checked):.1f}%), written to {output}: "
+        + ", ".join(f"{k} {v}" for k, v in flips.most_common())
+    )

@@ -160,8 +160,13 @@ def majority(by: dict[str, str]) -> str | None:
     return best if values.count(best) * 2 > len(values) else None
 
 
-def agreement_report(ann: Annotations, adjudicated: dict[str, str] | None = None, model: dict[str, str] | None = None,
-                     n_boot: int = 1000, seed: int = 0) -> dict:
+def agreement_report(
+    ann: Annotations,
+    adjudicated: dict[str, str] | None = None,
+    model: dict[str, str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Every figure of `stance agreement` as one dict (written as agreement.json; rendered by report_markdown)."""
     humans = ann.annotators
     overlap = [rid for rid, by in ann.labels.items() if len(by) >= 2]
@@ -170,9 +175,16 @@ def agreement_report(ann: Annotations, adjudicated: dict[str, str] | None = None
     m = codes(ann.labels, overlap, humans)
     nominal, ordinal = (lambda x: alpha(x, "nominal")), (lambda x: alpha(x, "ordinal"))
     pair_kappa = lambda x: kappa(x[0], x[1])
-    rep = {"annotators": humans, "statements": len(ann.labels), "overlap": len(overlap),
-           "alpha_nominal": with_ci(nominal, m, n_boot, seed), "alpha_ordinal": with_ci(ordinal, m, n_boot, seed),
-           "pairs": [], "languages": {}, "labels": {}}
+    rep = {
+        "annotators": humans,
+        "statements": len(ann.labels),
+        "overlap": len(overlap),
+        "alpha_nominal": with_ci(nominal, m, n_boot, seed),
+        "alpha_ordinal": with_ci(ordinal, m, n_boot, seed),
+        "pairs": [],
+        "languages": {},
+        "labels": {},
+    }
     for i, a in enumerate(humans):
         for j in range(i + 1, len(humans)):
             pm = m[[i, j]]
@@ -196,14 +208,24 @@ def _model_figures(ann, humans, reference, model, n_boot, seed) -> dict:
     ids = [rid for rid in reference if rid in model]
     both = {rid: {"reference": reference[rid], MODEL: model[rid]} for rid in ids}
     vs_ref = codes(both, ids, ["reference", MODEL])
-    out = {"n_predicted": len(model), "vs_reference": {
-        "kappa": with_ci(lambda x: kappa(x[0], x[1]), vs_ref, n_boot, seed),
-        "alpha_nominal": with_ci(lambda x: alpha(x, "nominal"), vs_ref, n_boot, seed),
-        "alpha_ordinal": with_ci(lambda x: alpha(x, "ordinal"), vs_ref, n_boot, seed)}}
+    out = {
+        "n_predicted": len(model),
+        "vs_reference": {
+            "kappa": with_ci(lambda x: kappa(x[0], x[1]), vs_ref, n_boot, seed),
+            "alpha_nominal": with_ci(lambda x: alpha(x, "nominal"), vs_ref, n_boot, seed),
+            "alpha_ordinal": with_ci(lambda x: alpha(x, "ordinal"), vs_ref, n_boot, seed),
+        },
+    }
     out["humans_vs_reference"] = {}
     for h in humans:  # with a majority reference each annotator is part of it: an upper bound for the humans
-        hm = codes({rid: {"reference": reference[rid], **({h: ann.labels[rid][h]} if h in ann.labels.get(rid, {}) else {})}
-                    for rid in reference}, list(reference), ["reference", h])
+        hm = codes(
+            {
+                rid: {"reference": reference[rid], **({h: ann.labels[rid][h]} if h in ann.labels.get(rid, {}) else {})}
+                for rid in reference
+            },
+            list(reference),
+            ["reference", h],
+        )
         out["humans_vs_reference"][h] = kappa(hm[0], hm[1])
     joined = {rid: {**ann.labels[rid], **({MODEL: model[rid]} if rid in model else {})} for rid in ann.labels}
     overlap = [rid for rid, by in ann.labels.items() if len(by) >= 2]
@@ -223,9 +245,18 @@ def disagreements(ann: Annotations) -> list[dict]:
             continue
         spread = max(LABELS.index(v) for v in values) - min(LABELS.index(v) for v in values)
         reason = "disagreement: " + ", ".join(f"{a}={by[a]}" for a in sorted(by))
-        rows.append({"id": rid, "reason": reason, "spread": spread, "n_annotators": len(by), "majority": majority(by) or "",
-                     "language": ann.languages.get(rid, ""), "text": ann.texts.get(rid, ""),
-                     **{f"label_{a}": by.get(a, "") for a in ann.annotators}})
+        rows.append(
+            {
+                "id": rid,
+                "reason": reason,
+                "spread": spread,
+                "n_annotators": len(by),
+                "majority": majority(by) or "",
+                "language": ann.languages.get(rid, ""),
+                "text": ann.texts.get(rid, ""),
+                **{f"label_{a}": by.get(a, "") for a in ann.annotators},
+            }
+        )
     rows.sort(key=lambda r: (-r["spread"], r["id"]))
     return rows
 
@@ -243,31 +274,74 @@ def report_markdown(rep: dict) -> str:
     """The report as Markdown tables (95% bootstrap intervals over statements in brackets)."""
     from train.formats import markdown_table
 
-    out = [f"# Agreement\n\n{len(rep['annotators'])} annotators, {rep['statements']} statements, {rep['overlap']} labeled "
-           f"by two or more. Intervals: 95% bootstrap over statements.\n"]
-    out.append(markdown_table(["figure", "value (95% CI)", "statements"], [
-        ["Krippendorff's alpha, nominal", _fmt(rep["alpha_nominal"]), str(rep["alpha_nominal"]["n"])],
-        ["Krippendorff's alpha, ordinal (conciliatory < neutral < hostile)", _fmt(rep["alpha_ordinal"]), str(rep["alpha_ordinal"]["n"])],
-    ], right_from=1))
-    out.append("\n## Cohen's kappa per pair\n\n" + markdown_table(
-        ["annotator", "annotator", "kappa (95% CI)", "statements"],
-        [[p["a"], p["b"], _fmt(p["kappa"]), str(p["kappa"]["n"])] for p in rep["pairs"]], right_from=2))
-    out.append("\n## Per language (alpha, nominal)\n\n" + markdown_table(
-        ["language", "alpha (95% CI)", "statements"], [[k, _fmt(v), str(v["n"])] for k, v in rep["languages"].items()], right_from=1))
-    out.append("\n## Per label (one-vs-rest alpha: this label or not)\n\n" + markdown_table(
-        ["label", "alpha (95% CI)"], [[k, _fmt(v)] for k, v in rep["labels"].items()], right_from=1))
+    out = [
+        f"# Agreement\n\n{len(rep['annotators'])} annotators, {rep['statements']} statements, {rep['overlap']} labeled "
+        f"by two or more. Intervals: 95% bootstrap over statements.\n"
+    ]
+    out.append(
+        markdown_table(
+            ["figure", "value (95% CI)", "statements"],
+            [
+                ["Krippendorff's alpha, nominal", _fmt(rep["alpha_nominal"]), str(rep["alpha_nominal"]["n"])],
+                [
+                    "Krippendorff's alpha, ordinal (conciliatory < neutral < hostile)",
+                    _fmt(rep["alpha_ordinal"]),
+                    str(rep["alpha_ordinal"]["n"]),
+                ],
+            ],
+            right_from=1,
+        )
+    )
+    out.append(
+        "\n## Cohen's kappa per pair\n\n"
+        + markdown_table(
+            ["annotator", "annotator", "kappa (95% CI)", "statements"],
+            [[p["a"], p["b"], _fmt(p["kappa"]), str(p["kappa"]["n"])] for p in rep["pairs"]],
+            right_from=2,
+        )
+    )
+    out.append(
+        "\n## Per language (alpha, nominal)\n\n"
+        + markdown_table(
+            ["language", "alpha (95% CI)", "statements"],
+            [[k, _fmt(v), str(v["n"])] for k, v in rep["languages"].items()],
+            right_from=1,
+        )
+    )
+    out.append(
+        "\n## Per label (one-vs-rest alpha: this label or not)\n\n"
+        + markdown_table(["label", "alpha (95% CI)"], [[k, _fmt(v)] for k, v in rep["labels"].items()], right_from=1)
+    )
     if "model" in rep:
         mo = rep["model"]
         ref = f"the {rep['reference']} labels ({rep['reference_n']} statements)"
-        rows = [["model vs " + rep["reference"], _fmt(mo["vs_reference"]["kappa"]), _fmt(mo["vs_reference"]["alpha_nominal"]),
-                 _fmt(mo["vs_reference"]["alpha_ordinal"])]]
+        rows = [
+            [
+                "model vs " + rep["reference"],
+                _fmt(mo["vs_reference"]["kappa"]),
+                _fmt(mo["vs_reference"]["alpha_nominal"]),
+                _fmt(mo["vs_reference"]["alpha_ordinal"]),
+            ]
+        ]
         rows += [[f"{h} vs {rep['reference']}", _fmt(k), "", ""] for h, k in mo["humans_vs_reference"].items()]
         rows += [[f"model vs {h}", _fmt(k), "", ""] for h, k in mo["model_vs_annotator"].items()]
         rows += [[f"{p['a']} vs {p['b']}", _fmt(p["kappa"]["value"]), "", ""] for p in rep["pairs"]]
         rows.append(["all annotators (alpha)", "", _fmt(rep["alpha_nominal"]["value"]), _fmt(rep["alpha_ordinal"]["value"])])
-        rows.append(["all annotators + model (alpha)", "", _fmt(mo["alpha_with_model"]["nominal"]), _fmt(mo["alpha_with_model"]["ordinal"])])
-        note = (" A majority reference contains each annotator's own label, so their rows against it are an upper bound."
-                if rep["reference"] == "majority" else "")
-        out.append(f"\n## The model on the same scale\n\nAgainst {ref}; the model's rows next to the humans'.{note}\n\n"
-                   + markdown_table(["coders", "Cohen's kappa", "alpha nominal", "alpha ordinal"], rows, right_from=1))
+        rows.append(
+            [
+                "all annotators + model (alpha)",
+                "",
+                _fmt(mo["alpha_with_model"]["nominal"]),
+                _fmt(mo["alpha_with_model"]["ordinal"]),
+            ]
+        )
+        note = (
+            " A majority reference contains each annotator's own label, so their rows against it are an upper bound."
+            if rep["reference"] == "majority"
+            else ""
+        )
+        out.append(
+            f"\n## The model on the same scale\n\nAgainst {ref}; the model's rows next to the humans'.{note}\n\n"
+            + markdown_table(["coders", "Cohen's kappa", "alpha nominal", "alpha ordinal"], rows, right_from=1)
+        )
     return "\n".join(out)

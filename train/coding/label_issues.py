@@ -22,8 +22,21 @@ from train.data import corpus_files, load_statements
 from train.models import estimator_from_config
 from train.schema import LABELS
 
-COLUMNS = ["id", "reason", "given_label", "suggested_label", "confidence", "given_label_probability", "label_quality",
-           "language", "speaker_group", "split", "file", "line", "text"]
+COLUMNS = [
+    "id",
+    "reason",
+    "given_label",
+    "suggested_label",
+    "confidence",
+    "given_label_probability",
+    "label_quality",
+    "language",
+    "speaker_group",
+    "split",
+    "file",
+    "line",
+    "text",
+]
 
 
 def out_of_fold_proba(cfg, texts: list[str], labels: list[str], folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -49,8 +62,9 @@ def row_locations(paths) -> dict[str, tuple[str, int]]:
     return where
 
 
-def find_issues(ids, texts, labels, proba: np.ndarray, extra: dict[str, list] | None = None,
-                where: dict[str, tuple[str, int]] | None = None) -> list[dict]:
+def find_issues(
+    ids, texts, labels, proba: np.ndarray, extra: dict[str, list] | None = None, where: dict[str, tuple[str, int]] | None = None
+) -> list[dict]:
     """The rows cleanlab flags, most likely mislabeled first (lowest self-confidence), as report rows."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -65,17 +79,22 @@ def find_issues(ids, texts, labels, proba: np.ndarray, extra: dict[str, list] | 
         if suggested == given:  # flagged for low confidence alone: the second most likely label is the question
             suggested = LABELS[int(np.argsort(proba[i])[-2])]
         path, line = where.get(str(ids[i]), ("", ""))
-        out.append({
-            "id": ids[i],
-            "reason": f"label issue: given {given}, the data suggests {suggested} "
-                      f"(p={proba[i][LABELS.index(suggested)]:.2f} vs {proba[i][y[i]]:.2f})",
-            "given_label": given, "suggested_label": suggested,
-            "confidence": round(float(proba[i][LABELS.index(suggested)]), 4),
-            "given_label_probability": round(float(proba[i][y[i]]), 4),
-            "label_quality": round(float(quality[i]), 4),
-            "file": path, "line": line, "text": texts[i],
-            **{k: v[i] for k, v in extra.items()},
-        })
+        out.append(
+            {
+                "id": ids[i],
+                "reason": f"label issue: given {given}, the data suggests {suggested} "
+                f"(p={proba[i][LABELS.index(suggested)]:.2f} vs {proba[i][y[i]]:.2f})",
+                "given_label": given,
+                "suggested_label": suggested,
+                "confidence": round(float(proba[i][LABELS.index(suggested)]), 4),
+                "given_label_probability": round(float(proba[i][y[i]]), 4),
+                "label_quality": round(float(quality[i]), 4),
+                "file": path,
+                "line": line,
+                "text": texts[i],
+                **{k: v[i] for k, v in extra.items()},
+            }
+        )
     return out
 
 

@@ -104,9 +104,18 @@ def eligible_rows(rows: list[dict], exclude_ids: set[str], exclude_texts: set[st
     return keep, dropped
 
 
-def select(rows: list[dict], n: int, strategy: str = "uncertainty", proba: np.ndarray | None = None,
-           embeddings: np.ndarray | None = None, seed: int = 0, measure: str = "margin", candidates: int = 3,
-           exclude_ids: set[str] = frozenset(), exclude_texts: set[str] = frozenset()) -> list[dict]:
+def select(
+    rows: list[dict],
+    n: int,
+    strategy: str = "uncertainty",
+    proba: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
+    seed: int = 0,
+    measure: str = "margin",
+    candidates: int = 3,
+    exclude_ids: set[str] = frozenset(),
+    exclude_texts: set[str] = frozenset(),
+) -> list[dict]:
     """Pick up to n rows of the pool; returns one dict per pick, in the order to present: `index` (into rows),
     `rank`, `reason`, `uncertainty` (None without probabilities), `cluster` (None without embeddings).
 
