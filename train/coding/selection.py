@@ -89,14 +89,20 @@ def score_pool(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarra
 def eligible_rows(rows: list[dict], exclude_ids: set[str], exclude_texts: set[str]) -> tuple[list[int], dict[str, int]]:
     """Indices of pool rows that may be offered (not excluded by id or normalised text, first of duplicate texts), and
     how many were left out for which reason."""
-    keep, seen, dropped = [], set(), {"already labeled (id)": 0, "already labeled (text)": 0, "duplicate text in pool": 0}
+    keep, seen, dropped = (
+        [],
+        set(),
+        {"already labeled (id)": 0, "already labeled (text)": 0, "duplicate text in pool": 0, "no text": 0},
+    )
     for i, row in enumerate(rows):
         key = normalise_text(str(row.get("text") or ""))
-        if str(row["id"]) in exclude_ids:
+        if not key:  # nothing to read, nothing to label
+            dropped["no text"] += 1
+        elif str(row["id"]) in exclude_ids:
             dropped["already labeled (id)"] += 1
-        elif key and key in exclude_texts:
+        elif key in exclude_texts:
             dropped["already labeled (text)"] += 1
-        elif key and key in seen:
+        elif key in seen:
             dropped["duplicate text in pool"] += 1
         else:
             keep.append(i)
