@@ -180,7 +180,7 @@ def _round_robin(rows, cand, clusters, unc, n, measure) -> list[dict]:
             lang_n[_lang(rows[i])] = lang_n.get(_lang(rows[i]), 0) + 1
             speaker_n[_speaker(rows[i])] = speaker_n.get(_speaker(rows[i]), 0) + 1
             where = f"cluster {c}, " if clusters else ""
-            reason = f"uncertain ({measure} {unc[i]:.2f}; {where}language {_lang(rows[i]) or '?'})"
+            reason = f"uncertain ({measure} uncertainty {unc[i]:.2f}; {where}language {_lang(rows[i]) or '?'})"
             out.append(_pick(i, len(out) + 1, reason, unc, c if clusters else None))
     return out
 
