@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from train.cli.analyze import analyze_cmd, explain_cmd
+from train.cli.coding import agreement_cmd, label_issues_cmd, select_cmd
 from train.cli.data import data_app
 from train.cli.evaluate import eval_app
 from train.cli.label import label_app
@@ -32,6 +33,9 @@ app.command("tune", context_settings=TRAIN_SETTINGS)(tune_cmd)
 app.add_typer(label_app, name="label")
 app.command("analyze")(analyze_cmd)
 app.command("explain")(explain_cmd)
+app.command("select")(select_cmd)
+app.command("agreement")(agreement_cmd)
+data_app.command("label-issues")(label_issues_cmd)
 
 
 def main():
