@@ -375,7 +375,8 @@ def test_spark_engine_matches_local_engine(stance_dir, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert predict("-m", stance_dir, "-i", src, "-o", local_out, "--no-detect-language").exit_code == 0
     got, want = pd.read_parquet(spark_out), pd.read_parquet(local_out)
-    assert list(got.columns) == list(want.columns) == ["id", "text", "score", *OUTPUT_COLUMNS, *RUN_COLUMNS[1:]]
+    assert list(got.columns) == list(want.columns) == ["id", "text", "score", *OUTPUT_COLUMNS, "truncated", *RUN_COLUMNS[1:]]
+    assert got["truncated"].isna().all() and not want["truncated"].any()  # Spark cannot tell (null); no text was long here
     assert got["id"].tolist() == df["id"].tolist()
     assert got["pred_error"].tolist() == want["pred_error"].tolist() and got["pred_error"][3] == "empty text"
     assert got["pred_stance"].isna().tolist() == want["pred_stance"].isna().tolist() == [i == 3 for i in range(12)]

@@ -67,6 +67,8 @@ def predict_with_spark(model, input, output, text_column, master, detect_languag
     # spark_udf casts string results with astype(str), so a bad row's empty stance arrives as "None": keep labels only
     stance = F.col("__pred.pred_stance")
     cols.insert(len(originals), F.when(stance.isin(*LABELS), stance).alias("pred_stance"))
+    # the pyfunc UDF does not report truncation: the column is there (same columns as the local engine) but null, unknown
+    cols.append(F.lit(None).cast("boolean").alias("truncated"))
     detect = not any(c in columns for c in LANGUAGE_COLUMNS) if detect_language is None else detect_language
     if detect:
         cols.append(_language_udf()(F.col(f"`{text_column}`").cast("string")).alias("detected_language"))
