@@ -254,3 +254,44 @@ def test_only_complete_checkpoints_count(tmp_path):
     assert (
         not training.has_checkpoint(tmp_path / "nothing-here") and training._resume_checkpoint(tmp_path / "nothing-here") is None
     )
+
+
+def test_two_workers_logging_the_same_dataset_at_once_both_link_it(tmp_path, monkeypatch):
+    """The race two `stance tune` workers hit: both look the dataset up, find none, both insert; the loser gets the
+    unique-key error. log_dataset links the row the winner inserted instead of failing the trial."""
+    import mlflow
+    import mlflow.store.tracking.sqlalchemy_store as st
+    import pandas as pd
+
+    from train.tracking.artifacts import log_dataset
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    real, calls = st.SqlAlchemyStore._log_inputs_impl, []
+
+    def racy(self, experiment_id, run_id, datasets, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:  # the other worker inserts the same dataset first
+            with mlflow.start_run(nested=True):
+                real(self, experiment_id, mlflow.active_run().info.run_id, datasets, models)
+            raise mlflow.exceptions.MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest"
+            )
+        return real(self, experiment_id, run_id, datasets, models)
+
+    monkeypatch.setattr(st.SqlAlchemyStore, "_log_inputs_impl", racy)
+    df = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "stance": ["neutral", "hostile"]})
+    with mlflow.start_run() as run:
+        log_dataset(df, "train", str(tmp_path))
+    (linked,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert linked.dataset.name == "labeled-train" and len(calls) == 2
+
+    def broken(self, *a, **k):
+        raise mlflow.exceptions.MlflowException("disk I/O error")
+
+    monkeypatch.setattr(st.SqlAlchemyStore, "_log_inputs_impl", broken)
+    try:
+        with mlflow.start_run(), pytest.raises(mlflow.exceptions.MlflowException, match="disk I/O"):
+            log_dataset(df, "val", str(tmp_path))  # any other error still fails loudly
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -19,7 +19,14 @@ def log_dataset(df, context: str, source: str) -> None:
 
     cols = [c for c in ("id", "text", "language", "stance", "speaker_group", "source", "split") if c in df.columns]
     ds = mlflow.data.from_pandas(df[cols].reset_index(drop=True), source=source, name=f"labeled-{context}", targets="stance")
-    mlflow.log_input(ds, context=context)
+    try:
+        mlflow.log_input(ds, context=context)
+    except mlflow.exceptions.MlflowException as e:
+        # Two workers of one search (stance tune) logging the same rows at the same moment: MLflow looks the dataset up,
+        # finds none, and both insert it; the loser hits the unique key. The row exists now, so a second call links it.
+        if "UNIQUE constraint failed: datasets" not in str(e):
+            raise
+        mlflow.log_input(ds, context=context)
 
 
 def log_evaluation(eval_df, proba: np.ndarray, metrics: dict, prefix: str = "eval") -> None:
