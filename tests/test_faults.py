@@ -267,6 +267,7 @@ def test_two_workers_logging_the_same_dataset_at_once_both_link_it(tmp_path, mon
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    mlflow.set_experiment("race")  # not the active experiment an earlier test left behind (an id this store lacks)
     real, calls = st.SqlAlchemyStore._log_inputs_impl, []
 
     def racy(self, experiment_id, run_id, datasets, models=None):
