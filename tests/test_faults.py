@@ -296,3 +296,22 @@ def test_two_workers_logging_the_same_dataset_at_once_both_link_it(tmp_path, mon
             log_dataset(df, "val", str(tmp_path))  # any other error still fails loudly
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path):
+    """train.formats.write_atomic, under every table, plot and export writer: all or nothing, nothing left behind."""
+    from train.formats import write_atomic, write_rows_atomic
+
+    target = write_rows_atomic(tmp_path / "out.csv", [{"id": "1", "stance": None, "extra": "x"}], ["id", "stance"])
+    assert target.read_text(encoding="utf-8") == "id,stance\n1,\n"  # only the columns asked for; None as an empty cell
+
+    def half_then_fail(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("id,stance\n2,hos")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half_then_fail)
+    assert target.read_text(encoding="utf-8") == "id,stance\n1,\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    jsonl = write_rows_atomic(tmp_path / "out.jsonl", [{"id": "1", "text": "é"}], ["id", "text"])
+    assert jsonl.read_text(encoding="utf-8") == '{"id": "1", "text": "é"}\n'

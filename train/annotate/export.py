@@ -4,8 +4,6 @@ the latter checked by the corpus validator before they are moved into place, all
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -16,7 +14,7 @@ from train.annotate.pool import AnnotateError, Pool
 from train.annotate.store import Store
 from train.data import corpus_files, validate
 from train.data.problems import _display
-from train.formats import write_text_atomic
+from train.formats import write_rows_atomic
 from train.schema import OPTIONAL_FIELDS, REQUIRED_FIELDS, split_for_id
 
 CORPUS_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
@@ -26,16 +24,9 @@ DEFAULTABLE = ("language", "speaker", "speaker_group", "date", "register")  # po
 
 def write_rows(rows: list[dict], columns, path: Path) -> Path:
     """CSV or JSONL by extension, written atomically."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        return write_text_atomic(path, buf.getvalue())
-    if path.suffix.lower() not in (".jsonl", ".ndjson"):
+    if Path(path).suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         raise AnnotateError(f"{path}: write .csv or .jsonl")
-    return write_text_atomic(path, "".join(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in rows))
+    return write_rows_atomic(path, rows, columns)
 
 
 def long_rows(store: Store) -> list[dict]:

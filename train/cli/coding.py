@@ -58,9 +58,10 @@ def select_cmd(
     speakers; or a seeded random sample. Never a statement already labeled (by id or by normalised text)."""
     import numpy as np
 
-    from train.coding.records import columns_of, read_records, write_table
+    from train.coding.records import columns_of, read_records
     from train.coding.selection import MEASURES, PROB_COLUMNS, STRATEGIES, eligible_rows, score_pool, select
     from train.data import DataError, Problem, corpus_files, normalise_text
+    from train.formats import write_rows_atomic as write_table
 
     if strategy not in STRATEGIES:
         fail(f"--strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -157,8 +158,8 @@ def agreement_cmd(
     """Krippendorff's alpha (nominal, ordinal) and Cohen's kappa per pair, per language and per label, with bootstrap
     intervals; the disagreements for adjudication; and the model's agreement with the humans on the same scale."""
     from train.coding.agreement import agreement_report, disagreements, read_annotations, read_labels, report_markdown
-    from train.coding.records import write_table
     from train.data import DataError
+    from train.formats import write_rows_atomic as write_table
     from train.formats import write_text_atomic
 
     try:
@@ -201,9 +202,9 @@ def label_issues_cmd(
     ranked, for review in `stance label`; nothing is relabeled."""
     from train.cli.common import fail_on_data_error
     from train.coding.label_issues import COLUMNS, label_issues
-    from train.coding.records import write_table
     from train.config import ConfigError, load_config
     from train.data import DataError
+    from train.formats import write_rows_atomic as write_table
 
     try:
         cfg = load_config(config)

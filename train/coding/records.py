@@ -1,5 +1,5 @@
 """Reading the tables of a coding round (pools, selections, annotations) with each row's file line, so that a bad
-row is reported as file:line: field, and writing results atomically (CSV or JSONL by extension)."""
+row is reported as file:line: field (results are written with train.formats.write_rows_atomic)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 from train.data import DataError, Problem
-from train.formats import write_text_atomic
 
 TABLE_FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
 
@@ -75,16 +74,3 @@ def columns_of(path: Path, records: list[tuple[int, dict]]) -> list[str]:
     for _, row in records:
         seen.update(dict.fromkeys(row))
     return list(seen)
-
-
-def write_table(path: Path, rows: list[dict], columns: list[str]) -> Path:
-    """Rows to CSV (by extension .csv) or JSONL (anything else), written atomically."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in columns} for r in rows])
-        return write_text_atomic(path, buf.getvalue())
-    lines = [json.dumps({k: r.get(k) for k in columns}, ensure_ascii=False) for r in rows]
-    return write_text_atomic(path, "".join(line + "\n" for line in lines))

@@ -3,28 +3,12 @@ per group with 95% interval ribbons; a group x stance heat map) as PNG and SVG. 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from train.formats import markdown_table, write_text_atomic
+from train.formats import markdown_table, write_atomic, write_text_atomic
 from train.schema import LABELS
 
 COLORS = {"conciliatory": "#1b9e77", "neutral": "#7570b3", "hostile": "#d95f02"}
-
-
-def _atomic(path: Path, write) -> Path:
-    """Call write(tmp_path) and move the result into place (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _cell(row, group_cols) -> list[str]:
@@ -139,8 +123,8 @@ def write_outputs(table, output: Path, group_cols: list[str]) -> list[Path]:
     output = Path(output)
     base = output.with_suffix("")
     written = [
-        _atomic(base.with_suffix(".csv"), lambda p: table.to_csv(p, index=False)),
-        _atomic(base.with_suffix(".parquet"), lambda p: table.to_parquet(p, index=False)),
+        write_atomic(base.with_suffix(".csv"), lambda p: table.to_csv(p, index=False)),
+        write_atomic(base.with_suffix(".parquet"), lambda p: table.to_parquet(p, index=False)),
         write_text_atomic(base.with_suffix(".md"), markdown(table, keys)),
         write_text_atomic(base.with_suffix(".tex"), latex(table, keys)),
     ]
@@ -151,6 +135,6 @@ def write_outputs(table, output: Path, group_cols: list[str]) -> list[Path]:
     for name, fig in figures.items():
         for ext in ("png", "svg"):
             path = base.parent / f"{base.name}_{name}.{ext}"
-            written.append(_atomic(path, lambda p, fig=fig, ext=ext: fig.savefig(p, format=ext, dpi=150)))
+            written.append(write_atomic(path, lambda p, fig=fig, ext=ext: fig.savefig(p, format=ext, dpi=150)))
         plt.close(fig)
     return written

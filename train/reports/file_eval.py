@@ -241,9 +241,8 @@ def confusion(scored: pd.DataFrame) -> np.ndarray:
 
 def write_rows(df: pd.DataFrame, path: Path) -> None:
     """Rows to .csv / .jsonl / .parquet by extension, atomically (never half a file)."""
-    import os
 
-    from train.formats import write_text_atomic
+    from train.formats import write_atomic, write_text_atomic
 
     kind = READERS.get(Path(path).suffix.lower())
     if kind == "csv":
@@ -251,9 +250,7 @@ def write_rows(df: pd.DataFrame, path: Path) -> None:
     elif kind == "jsonl":
         write_text_atomic(path, df.to_json(orient="records", lines=True, force_ascii=False))
     elif kind == "parquet":
-        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
     else:
         raise DataError(Problem(str(path), None, None, "unknown file type (expected .csv, .jsonl or .parquet)"))
 
