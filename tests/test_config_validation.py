@@ -33,6 +33,12 @@ def test_out_of_range_values_name_key_value_and_range(override, valid):
     assert valid in msg and "\n" not in msg
 
 
+def test_unknown_calibration_method_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"^train.calibration_method: 'platt' is not valid; valid: temperature, class_bias$"):
+        load_config(None, ["train.calibration_method=platt"])
+    assert load_config(None, ["train.calibration_method=class_bias"]).train.calibration_method == "class_bias"
+
+
 def test_in_range_edge_values_pass():
     cfg = load_config(
         None, ["train.head_lr=null", "model.dropout=0", "train.label_smoothing=1", "model.max_features=null", "train.seed=0"]

@@ -155,3 +155,45 @@ def test_calibrated_and_prior_shifted_baseline_round_trips(tmp_path):
     _edit_card(tmp_path / "b", temperature=-1)
     with pytest.raises(ModelFileError, match="temperature"):
         load_stance_model(tmp_path / "b")
+
+
+def test_class_biases_are_recovered_whatever_the_label_mix():
+    """A model that under-calls hostility (its hostile logit sits 1.2 too low, neutral's 0.6 too high): the fitted
+    biases undo that, and a sample that is mostly neutral gives the same biases (balanced likelihood), where an
+    unweighted fit would take the mix for a confusion."""
+    from train.models import fit_class_bias
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2.5, size=(30000, 3))
+    true = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = (rng.random(len(z))[:, None] > true.cumsum(1)).sum(1)
+    biased = np.exp(z + [0.0, 0.6, -1.2])
+    model_says = biased / biased.sum(1, keepdims=True)
+    t, b = fit_class_bias(model_says, y)
+    assert t == pytest.approx(1.0, abs=0.05) and b[0] == 0.0
+    np.testing.assert_allclose(b[1:], [-0.6, 1.2], atol=0.08)
+    keep = np.flatnonzero((y == 1) | (rng.random(len(y)) < 0.25))  # ~70% neutral, as real collections are
+    assert 0.6 < (y[keep] == 1).mean() < 0.8
+    np.testing.assert_allclose(fit_class_bias(model_says[keep], y[keep])[1][1:], [-0.6, 1.2], atol=0.12)
+
+
+def test_class_bias_calibration_round_trips_and_is_checked(tmp_path):
+    model = BaselineStance().fit(TEXTS, LABELS_)
+    raw = model._raw_proba(PROBE)
+    t = model.calibrate(TEXTS[::3], LABELS_[::3], method="class_bias")
+    assert model.temperature == t and len(model.class_bias) == 3 and model.class_bias[0] == 0.0
+    got = model.predict_proba(PROBE)
+    from train.models import adjust_proba
+
+    np.testing.assert_allclose(got, adjust_proba(raw, t, bias=model.class_bias), atol=1e-7)
+    assert not np.allclose(got, adjust_proba(raw, t), atol=1e-4)  # the biases are applied, not only the temperature
+    loaded = load_stance_model(model.save(tmp_path / "b"))
+    assert loaded.class_bias == model.class_bias
+    np.testing.assert_array_equal(loaded.predict_proba(PROBE), got)
+    model.calibrate(TEXTS[::3], LABELS_[::3])  # back to a temperature alone: the biases go
+    assert model.class_bias is None
+    with pytest.raises(ValueError, match="class_bias"):
+        model.calibrate(TEXTS[::3], LABELS_[::3], method="platt")
+    _edit_card(tmp_path / "b", class_bias=[0.0, "x", 1.0])
+    with pytest.raises(ModelFileError, match="class_bias"):
+        load_stance_model(tmp_path / "b")

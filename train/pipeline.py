@@ -118,9 +118,13 @@ def run_training(
             table.flush()
         if calib is not None and len(calib):
             # after the val metrics above (computed at temperature 1)
+            method = cfg.train.calibration_method
             run_log.log_metric(
-                "temperature", model.calibrate(calib["text"].tolist(), calib["stance"].tolist(), cfg.train.eval_batch_size)
+                "temperature",
+                model.calibrate(calib["text"].tolist(), calib["stance"].tolist(), cfg.train.eval_batch_size, method),
             )
+            if model.class_bias is not None:
+                run_log.log_metrics({f"class_bias/{label}": b for label, b in zip(model.labels, model.class_bias)})
         train_seconds = time.time() - started
         if getattr(model, "train_compute_dtype", None):
             run_log.set_tags({"train.compute_dtype": model.train_compute_dtype})

@@ -23,7 +23,6 @@ import math
 import numpy as np
 
 from train.data import normalise_text
-from train.models import adjust_proba
 from train.schema import LABELS
 
 STRATEGIES = ("uncertainty", "random")
@@ -82,7 +81,7 @@ def score_pool(model, texts: list[str], batch_size: int = 64) -> tuple[np.ndarra
             embs.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
     if not texts:
         return np.zeros((0, len(model.labels)), np.float32), np.zeros((0, 1), np.float32)
-    proba = adjust_proba(np.concatenate(probs), model.temperature, model.class_prior, model.train_prior)
+    proba = model.adjust(np.concatenate(probs))  # what predict_proba gives: calibration and prior as the model has them
     return proba, np.concatenate(embs)
 
 

@@ -23,6 +23,7 @@ COMMON = (
     "train.threads",
     "train.class_weighting",
     "train.calibrate",
+    "train.calibration_method",
 )
 # Settings only one kind reads (BaselineStance.from_config, TransformerStance.from_config and the Trainer loop).
 BY_KIND = {
@@ -66,5 +67,9 @@ def ineffective_warning(cfg: Config) -> str | None:
     them = ", ".join(ignored)
     verb = "has" if len(ignored) == 1 else "have"
     own = ", ".join(p + "*" if p.endswith(".") else p for p in BY_KIND[kind])
-    shared = "data.*" if kind == "transformer" else "data.*, train.seed, train.class_weighting, train.calibrate"
+    shared = (
+        "data.*"
+        if kind == "transformer"
+        else "data.*, train.seed, train.class_weighting, train.calibrate, train.calibration_method"
+    )
     return f"warning: {them} {verb} no effect on a {kind} run (model.kind: {kind}); settings that do: {own}, {shared}"

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from train.config.build import _build, _check_type, _set_dotted, flat_params, to_dict
-from train.config.sections import RANGES, Config, ConfigError, TuneConfig
+from train.config.sections import CALIBRATION_METHODS, RANGES, Config, ConfigError, TuneConfig
 
 
 def _check_consistency(cfg: Config) -> None:
@@ -27,6 +27,10 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(
             f"model.class_prior: {prior!r} is not valid; valid: three shares > 0 summing to 1, "
             f"[conciliatory, neutral, hostile], or null"
+        )
+    if t.calibration_method not in CALIBRATION_METHODS:
+        raise ConfigError(
+            f"train.calibration_method: {t.calibration_method!r} is not valid; valid: {', '.join(CALIBRATION_METHODS)}"
         )
     if cfg.model.ngram_min > cfg.model.ngram_max:
         raise ConfigError("model.ngram_min must not exceed model.ngram_max")

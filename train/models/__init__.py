@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.models.base import StanceEstimator, adjust_proba, fit_temperature
+from train.models.base import CALIBRATION_METHODS, StanceEstimator, adjust_proba, fit_class_bias, fit_temperature
 from train.models.baseline import BaselineStance
 from train.models.card import MODEL_CARD, POOLINGS, ModelFileError, card_kind, file_digests, model_fingerprint, read_card, write_card
 from train.models.transformer import BackendError, TransformerStance
@@ -38,5 +38,5 @@ def load_stance_model(path, device: str | None = None, precision: str = "auto", 
 
 
 __all__ = ["ESTIMATORS", "MODEL_CARD", "POOLINGS", "BackendError", "BaselineStance", "ModelFileError", "StanceEstimator",
-           "TransformerStance", "adjust_proba", "estimator_from_config", "file_digests", "fit_temperature", "load_stance_model", "model_fingerprint",
+           "CALIBRATION_METHODS", "TransformerStance", "adjust_proba", "fit_class_bias", "estimator_from_config", "file_digests", "fit_temperature", "load_stance_model", "model_fingerprint",
            "read_card", "write_card"]

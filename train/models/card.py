@@ -6,6 +6,7 @@ remote code.
 
 from __future__ import annotations
 
+import math
 import hashlib
 import json
 from pathlib import Path
@@ -72,6 +73,9 @@ def read_card(path: Path) -> dict:
         raise ModelFileError(f"{card_path}: temperature {temperature!r} must be a number > 0")
     if prior is not None and not (isinstance(prior, list) and len(prior) == len(LABELS) and all(isinstance(x, (int, float)) and x > 0 for x in prior)):
         raise ModelFileError(f"{card_path}: class_prior {prior!r} must be {len(LABELS)} numbers > 0 or null")
+    bias = card.get("class_bias")
+    if bias is not None and not (isinstance(bias, list) and len(bias) == len(LABELS) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in bias)):
+        raise ModelFileError(f"{card_path}: class_bias {bias!r} must be {len(LABELS)} finite numbers or absent")
     expected = card.get("files")
     if expected is not None:  # directories saved before digests were recorded have none to check
         found = file_digests(Path(path))

@@ -165,6 +165,11 @@ def model_card(run, identity: dict, card: dict) -> str:
         "  conciliatory. Per-language figures with few rows (small n) are uncertain: see the intervals.",
         "- Languages outside the core five (en, ru, tr, az, uk) had little training data.",
         f"- Probabilities calibrated with temperature {card.get('temperature', 1.0):.3f}"
+        + (
+            " and class biases " + ", ".join(f"{lab} {b:+.3f}" for lab, b in zip(card["labels"], card["class_bias"]))
+            if card.get("class_bias")
+            else ""
+        )
         + (f" and shifted to the prior {card['class_prior']}" if card.get("class_prior") else "")
         + "; calibration measured on the test split may not hold on another collection.",
         "",
