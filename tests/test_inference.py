@@ -426,6 +426,49 @@ def test_second_run_on_the_same_output_fails_fast_and_names_the_first(baseline_d
     assert not (tmp_path / "out.jsonl.parts").exists()
 
 
+def test_predict_options_object_resumes_a_run_started_with_keywords(baseline_dir, tmp_path):
+    """predict_file (keywords) and predict_file_with (PredictOptions) are one path: the same manifest, so either
+    resumes the other's parts, and an option that changes predictions refuses them."""
+    from train.inference import InferenceError, PredictOptions, predict_file, predict_file_with
+
+    src, out = write(statements(20), tmp_path / "in.csv"), tmp_path / "out.jsonl"
+    model = load_stance_model(baseline_dir, device="cpu")
+
+    def stop_after_two_chunks(done, summary):
+        if summary.chunks == 2:
+            raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        predict_file(model, src, out, chunk_rows=5, model_uri="m", progress=stop_after_two_chunks, options={"device": "cpu"})
+    manifest = json.loads((tmp_path / "out.jsonl.parts" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["detect_language"] is True and manifest["chunk_rows"] == 5 and manifest["model_uri"] == "m"
+    assert set(manifest) == {
+        "input",
+        "model_uri",
+        "chunk_rows",
+        "text_column",
+        "detect_language",
+        "encoding",
+        "device",
+        "long_text",
+    }
+    opts = PredictOptions(chunk_rows=5, model_uri="m", batch_size=3)  # batch size does not change predictions
+    with pytest.raises(InferenceError, match="differs in: long_text"):
+        predict_file_with(
+            model,
+            src,
+            out,
+            PredictOptions(chunk_rows=5, model_uri="m", long_text="window"),
+            resume=True,
+            options={"device": "cpu"},
+        )
+    summary = predict_file_with(model, src, out, opts, resume=True, options={"device": "cpu"})
+    assert (summary.chunks_reused, summary.chunks_computed, summary.rows) == (2, 2, 20)
+    fresh = predict_file(model, src, tmp_path / "fresh.jsonl", chunk_rows=5, model_uri="m")
+    assert fresh.labels == summary.labels
+    assert read(out).equals(read(tmp_path / "fresh.jsonl")) and set(read(out)["model_uri"]) == {"m"}
+
+
 def test_resume_refuses_parts_of_an_input_with_the_same_size_and_mtime_but_other_content(baseline_dir, tmp_path, monkeypatch):
     import train.inference.batch as inference
 

@@ -4,14 +4,13 @@ or a label-problems report, with an optional `reason` shown to the annotator).""
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from train.inference.readers import file_format, iter_chunks, jsonl_records
 from train.inference.rows import RUN_COLUMNS, InferenceError
+from train.inference.tables import read_rows
 from train.schema import LABELS
 
 
@@ -47,68 +46,21 @@ class Pool:
 
 
 def _plain(v):
-    """A cell as a JSON value: missing -> None, numpy scalars -> Python, dates -> ISO text."""
-    if v is None:
-        return None
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        try:
-            v = v.item()
-        except (ValueError, AttributeError):
-            pass
+    """A cell as a JSON value: NaN (JSON allows it) -> None, dates and times -> ISO text."""
     if isinstance(v, float) and math.isnan(v):
         return None
-    if isinstance(v, (_dt.datetime, _dt.date)):
-        return v.isoformat()
-    if type(v).__name__ in ("NAType", "NaTType"):
-        return None
-    if type(v).__name__ == "Timestamp":
+    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
         return v.isoformat()
     return v
 
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(columns, [(line, record)]) of a CSV, JSONL or Parquet file. A malformed line is an error naming it: a pool with
-    holes would silently lose statements."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotateError(f"{path}: no such file")
+    """(columns, [(line, record)]) of a CSV, JSONL or Parquet file (train.inference.tables.read_rows), values as JSON
+    values. A malformed line is an error naming it: a pool with holes would silently lose statements."""
     try:
-        return _read_table(path, file_format(path, "pool"))
-    except InferenceError as e:  # unknown extension, unreadable Parquet, UTF-16 JSONL: the readers' own words
+        columns, rows = read_rows(path, "pool")
+    except InferenceError as e:  # no such file, unknown extension, a bad line, unreadable Parquet: the reader's words
         raise AnnotateError(str(e)) from None
-
-
-def _read_table(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
-    rows: list[tuple[int, dict]] = []
-    if fmt == "jsonl":
-        for line, rec, problem in jsonl_records(path):
-            if rec is None or problem:
-                raise AnnotateError(f"{path}:{line}: {problem}")
-            rows.append((line, rec))
-    elif fmt == "csv":
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise AnnotateError(f"{path}: empty file (a CSV needs a header row)")
-            start = reader.line_num + 1
-            try:
-                for values in reader:
-                    line, start = start, reader.line_num + 1
-                    if not any(v.strip() for v in values):
-                        continue
-                    if len(values) != len(header):
-                        raise AnnotateError(f"{path}:{line}: {len(values)} values, the header has {len(header)}")
-                    rows.append((line, {h: (v if v != "" else None) for h, v in zip(header, values)}))
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise AnnotateError(f"{path}:{reader.line_num}: unreadable CSV ({e})") from None
-    else:
-        n = 0
-        for frame, _ in iter_chunks(path, fmt, 10000):
-            for rec in frame.to_dict("records"):
-                n += 1
-                rows.append((n, rec))
-    columns = list(dict.fromkeys(k for _, rec in rows for k in rec))
     return columns, [(line, {k: _plain(v) for k, v in rec.items()}) for line, rec in rows]
 
 

@@ -58,7 +58,7 @@ def select_cmd(
     speakers; or a seeded random sample. Never a statement already labeled (by id or by normalised text)."""
     import numpy as np
 
-    from train.coding.records import columns_of, read_records
+    from train.coding.records import read_table
     from train.coding.selection import MEASURES, PROB_COLUMNS, STRATEGIES, eligible_rows, score_pool, select
     from train.data import DataError, Problem, corpus_files, normalise_text
     from train.formats import write_rows_atomic as write_table
@@ -68,8 +68,7 @@ def select_cmd(
     if measure not in MEASURES:
         fail(f"--measure: {measure!r} is not one of {', '.join(MEASURES)}")
     try:
-        records = read_records(pool)
-        columns = columns_of(pool, records)
+        columns, records = read_table(pool)
         for need in ("id", text_column):
             if need not in columns:
                 raise DataError(Problem(str(pool), 1, need, "missing column"))
@@ -86,8 +85,7 @@ def select_cmd(
         files, missing = corpus_files(exclude or [])
         problems += missing
         for path in files:
-            ex = read_records(path)
-            cols = columns_of(path, ex)
+            cols, ex = read_table(path)
             if "id" not in cols and "text" not in cols:
                 problems.append(Problem(str(path), 1, "id", "an exclusion file needs an id or a text column"))
             ids.update(str(r["id"]).strip() for _, r in ex if r.get("id") not in (None, ""))

@@ -119,24 +119,29 @@ def predict_cmd(
                 )
                 identity = model_identity(uri, version, None)
             else:
+                from train.inference import PredictOptions
+
+                opts = PredictOptions(
+                    text_column=text_column,
+                    batch_size=batch_size,  # 0 until the device is known
+                    chunk_rows=chunk_size,
+                    detect_language=detect_language,
+                    encoding=encoding,
+                    long_text=long_text,
+                )
                 summary, uri, version, identity = _predict_local(
                     model,
                     input,
                     output,
-                    text_column,
-                    batch_size,
-                    chunk_size,
-                    detect_language,
-                    resume,
-                    overwrite,
-                    device,
-                    precision,
-                    threads,
-                    int8,
-                    tmp,
-                    backend,
-                    encoding,
-                    long_text,
+                    opts,
+                    device=device,
+                    precision=precision,
+                    threads=threads,
+                    backend=backend,
+                    int8=int8,
+                    resume=resume,
+                    overwrite=overwrite,
+                    tmp=tmp,
                 )
     except InferenceError as e:
         end_predict_run(run, None, "FAILED", str(e))
@@ -209,33 +214,20 @@ def _report_agreement(output: Path, gold_column: str | None) -> None:
     )
 
 
-def _predict_local(
-    model,
-    input,
-    output,
-    text_column,
-    batch_size,
-    chunk_size,
-    detect_language,
-    resume,
-    overwrite,
-    device,
-    precision,
-    threads,
-    int8,
-    tmp,
-    backend="torch",
-    encoding="utf-8",
-    long_text="truncate",
-):
-    from train.inference import WorkLock, predict_file
+def _predict_local(model, input, output, opts, *, device, precision, threads, backend, int8, resume, overwrite, tmp):
+    """Load the model (device, precision, threads, backend, int8: load_for_predict) and predict `input` into `output`
+    with `opts` (train.inference.PredictOptions; batch_size 0: 256 on a GPU, 64 on CPU); `model_uri` and
+    `model_version` are the loaded model's."""
+    from dataclasses import replace
+
+    from train.inference import WorkLock, predict_file_with
     from train.models.card import model_fingerprint
     from train.tracking.identity import model_identity
     from train.tracking.registry import load_for_predict
 
     WorkLock.check_free(Path(output))  # another run on this output: say so before downloading and loading a model
     stance, uri, version, dev, model_dir = load_for_predict(model, Path(tmp), device, precision, threads, backend, int8)
-    batch = batch_size or (256 if dev == "cuda" else 64)
+    opts = replace(opts, model_uri=uri, model_version=version, batch_size=opts.batch_size or (256 if dev == "cuda" else 64))
     # everything else that changes the predictions: parts of a run with other values are never resumed into this one
     options = {
         "model_version": version,
@@ -246,22 +238,8 @@ def _predict_local(
         "int8": int8 and stance.kind == "transformer",
     }
     with progress_reporter(input) as progress:
-        summary = predict_file(
-            stance,
-            input,
-            output,
-            text_column,
-            model_uri=uri,
-            model_version=version,
-            batch_size=batch,
-            chunk_rows=chunk_size,
-            detect_language=detect_language,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            encoding=encoding,
-            options=options,
-            long_text=long_text,
+        summary = predict_file_with(
+            stance, input, output, opts, resume=resume, overwrite=overwrite, progress=progress, options=options
         )
     return summary, uri, version, model_identity(uri, version, model_dir, options["model_files"])
 

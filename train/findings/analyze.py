@@ -9,46 +9,50 @@ import numpy as np
 
 from train.findings.collect import PROB_COLUMNS, Collected, FindingsError, collect
 from train.findings.quantify import SMALL_GROUP, Correction, estimate_group
+from train.inference.rows import InferenceError
+from train.inference.tables import read_rows, where
 from train.schema import LABELS
 
 
 def read_labeled(path: Path):
-    """A labeled file (CSV / JSONL / Parquet) as a DataFrame; it must have `stance` (and the prob_* columns unless
-    analyze scores it itself). Unknown labels and empty stances are errors naming the row."""
+    """A labeled file (CSV / JSONL / Parquet, read by train.inference.tables.read_rows) as a DataFrame indexed by each
+    row's file line (Parquet: row number), named "line"; it must have `stance` (and the prob_* columns unless analyze
+    scores it itself). A malformed line, an unknown label or an empty stance is an error naming the line."""
     import pandas as pd
 
-    path = Path(path)
-    if not path.is_file():
-        raise FindingsError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    elif suffix == ".csv":
-        df = pd.read_csv(path, dtype={"stance": str})
-    elif suffix in (".jsonl", ".ndjson"):
-        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-    else:
-        raise FindingsError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet")
+    try:
+        columns, rows = read_rows(path, "labeled file")
+    except InferenceError as e:
+        raise FindingsError(str(e)) from None
+    df = pd.DataFrame([rec for _, rec in rows], columns=columns, index=pd.Index([line for line, _ in rows], name="line"))
     if "stance" not in df.columns:
         raise FindingsError(
             f"{path}: no column 'stance' (the true label of each row); the file has: {', '.join(map(str, df.columns))}"
         )
-    bad = ~df["stance"].isin(LABELS)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise FindingsError(f"{path}: row {i + 1}: column 'stance': {df['stance'].iloc[i]!r} is not one of {', '.join(LABELS)}")
+    bad = np.flatnonzero(~df["stance"].isin(LABELS).to_numpy())
+    if len(bad):
+        line, value = df.index[bad[0]], df["stance"].iloc[bad[0]]
+        raise FindingsError(f"{where(path, line)}: column 'stance': {value!r} is not one of {', '.join(LABELS)}")
     return df
 
 
 def validation_arrays(df, path) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, class indices) of a scored labeled file."""
+    """(probabilities, class indices) of a scored labeled file (rows named by the "line" index of read_labeled, else
+    by their 1-based position)."""
+    import pandas as pd
+
     missing = [c for c in PROB_COLUMNS if c not in df.columns]
     if missing:
         raise FindingsError(f"{path}: no column {', '.join(map(repr, missing))}: score it first (or pass --model to analyze)")
-    proba = df[PROB_COLUMNS].to_numpy(dtype=np.float64)
+    raw = df[PROB_COLUMNS]
+    proba = raw.apply(lambda col: pd.to_numeric(col, errors="coerce")).to_numpy(dtype=np.float64)  # CSV cells are text
     if np.isnan(proba).any():
         i = int(np.flatnonzero(np.isnan(proba).any(1))[0])
-        raise FindingsError(f"{path}: row {i + 1}: empty probabilities (a row the model could not score)")
+        at = where(path, df.index[i] if df.index.name == "line" else i + 1)
+        for j, (c, v) in enumerate(raw.iloc[i].items()):
+            if np.isnan(proba[i, j]) and v is not None and not (isinstance(v, float) and np.isnan(v)):
+                raise FindingsError(f"{at}: column {c!r}: {v!r} is not a probability")
+        raise FindingsError(f"{at}: empty probabilities (a row the model could not score)")
     return proba, df["stance"].map(LABELS.index).to_numpy()
 
 

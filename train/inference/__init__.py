@@ -2,7 +2,7 @@
 and files -> files in resumable chunks (`readers`, `writers`, `batch`). Nothing here imports training code, MLflow or
 a model class: the model arrives loaded (train.models.load_stance_model) and only `predict_proba` is called."""
 
-from train.inference.batch import PredictSummary, WorkLock, count_predictions, predict_file
+from train.inference.batch import PredictOptions, PredictSummary, WorkLock, count_predictions, predict_file, predict_file_with
 from train.inference.readers import FORMATS, count_rows, file_format
 from train.inference.rows import (
     OUTPUT_COLUMNS,
@@ -21,6 +21,7 @@ __all__ = [
     "PRED_COLUMNS",
     "RUN_COLUMNS",
     "InferenceError",
+    "PredictOptions",
     "PredictSummary",
     "WorkLock",
     "count_predictions",
@@ -29,6 +30,7 @@ __all__ = [
     "file_format",
     "output_frame",
     "predict_file",
+    "predict_file_with",
     "predict_values",
     "row_problem",
 ]

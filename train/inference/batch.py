@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from train.inference.readers import _text_encoding, file_format, input_columns, iter_chunks, scan_input
@@ -45,6 +45,21 @@ class PredictSummary:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a file is read and scored: everything of a predict run but the model, the files and the run control
+    (resume, overwrite, progress). `predict_file` takes them as keywords; `predict_file_with` as this object."""
+
+    text_column: str = "text"
+    model_uri: str = ""  # written into every output row, with model_version, and bound into the resume manifest
+    model_version: str = ""
+    batch_size: int = 64  # rows per forward pass
+    chunk_rows: int = 5000  # rows read, scored and written at a time: bounds memory, unit of resume
+    detect_language: bool | None = None  # None: only when the input has no language column
+    encoding: str = "utf-8"  # of a CSV input
+    long_text: str = "truncate"  # truncate, window or sentences (rows.predict_values)
 
 
 def parts_dir_for(output: Path) -> Path:
@@ -124,19 +139,18 @@ class WorkLock:
         os.close(self.fd)
 
 
-def _manifest(
-    input_path: Path, digest: str, model_uri: str, chunk_rows: int, text_column: str, detect: bool, encoding: str, options: dict
-) -> dict:
+def _manifest(input_path: Path, digest: str, opts: PredictOptions, options: dict) -> dict:
     # bound to the input's content, not its size and mtime: copies (cp -p, rsync -t) and rewrites keep both, and
     # the hash is one sequential read, negligible next to scoring the same rows
     return {
         "input": {"path": str(input_path.resolve()), "size": input_path.stat().st_size, "sha256": digest},
-        "model_uri": model_uri,
-        "chunk_rows": chunk_rows,
-        "text_column": text_column,
-        "detect_language": detect,
-        "encoding": encoding,
+        "model_uri": opts.model_uri,
+        "chunk_rows": opts.chunk_rows,
+        "text_column": opts.text_column,
+        "detect_language": opts.detect_language,
+        "encoding": opts.encoding,
         **options,
+        "long_text": opts.long_text,
     }
 
 
@@ -188,58 +202,72 @@ def predict_file(
     long_text: str = "truncate",
 ) -> PredictSummary:
     """Predict every row of `input_path` into `output_path` (formats from the extensions); see the module docstring.
+    The keywords are PredictOptions' fields (predict_file_with) and the run control: `resume`, `overwrite`,
+    `progress(done_rows, summary)` and `options`, whatever else changes predictions (backend, precision...)."""
+    opts = PredictOptions(
+        text_column=text_column,
+        model_uri=model_uri,
+        model_version=model_version,
+        batch_size=batch_size,
+        chunk_rows=chunk_rows,
+        detect_language=detect_language,
+        encoding=encoding,
+        long_text=long_text,
+    )
+    return predict_file_with(
+        model, input_path, output_path, opts, resume=resume, overwrite=overwrite, progress=progress, options=options
+    )
 
-        detect_language: None = only when the input has no language column. `progress(done_rows, summary)` is called after
-        every scored slice of a chunk (batch_size x SCORE_SLICE rows), so it moves from the first seconds whatever the chunk
-    size. `long_text`: truncate, window or sentences (rows.predict_values). `encoding` applies to CSV input. `options`: whatever else changes predictions (backend, precision...);
-        parts are only resumed under the same input content, model and options.
-    """
+
+def predict_file_with(
+    model,
+    input_path,
+    output_path,
+    opts: PredictOptions,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress=None,
+    options: dict | None = None,
+) -> PredictSummary:
+    """predict_file with its options as one object. `progress(done_rows, summary)` is called after every scored slice
+    of a chunk (batch_size x SCORE_SLICE rows), so it moves from the first seconds whatever the chunk size. `options`:
+    whatever else changes predictions (backend, precision...); parts are only resumed under the same input content,
+    model, options and PredictOptions (but batch_size, which does not change predictions)."""
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise InferenceError(f"{input_path}: input file not found")
     in_fmt, out_fmt = file_format(input_path, "input"), file_format(output_path, "output")
-    if chunk_rows < 1 or batch_size < 1:
+    if opts.chunk_rows < 1 or opts.batch_size < 1:
         raise InferenceError("--chunk-size and --batch-size must be positive")
-    if in_fmt != "csv" and codecs.lookup(_text_encoding(encoding)).name not in ("utf-8", "utf-8-sig"):
+    if in_fmt != "csv" and codecs.lookup(_text_encoding(opts.encoding)).name not in ("utf-8", "utf-8-sig"):
         why = "JSON Lines are always UTF-8" if in_fmt == "jsonl" else "Parquet is binary"
         raise InferenceError(f"--encoding applies to CSV input only ({input_path.name}: {why})")
-    columns = input_columns(input_path, in_fmt, encoding)
+    columns = input_columns(input_path, in_fmt, opts.encoding)
     if not columns:
         raise InferenceError(f"{input_path}: empty file (no records, no columns): nothing to predict")
-    if text_column not in columns:
+    if opts.text_column not in columns:
         raise InferenceError(
-            f"{input_path}: no column {text_column!r}; available columns: {', '.join(map(str, columns))}"
+            f"{input_path}: no column {opts.text_column!r}; available columns: {', '.join(map(str, columns))}"
             " (choose one with --text-column)"
         )
-    has_language = any(c in columns for c in LANGUAGE_COLUMNS)
-    detect = (not has_language) if detect_language is None else detect_language
+    if opts.detect_language is None:
+        opts = replace(opts, detect_language=not any(c in columns for c in LANGUAGE_COLUMNS))
     output_path.parent.mkdir(parents=True, exist_ok=True)
     lock = WorkLock(output_path)  # from here on, this run alone owns <output>.parts/ (taken before the long hash pass)
     remove = False  # kept on a refused resume (the parts are another run's) and on interruption (they resume)
     try:
-        digest = scan_input(input_path, in_fmt, encoding)
-        manifest = _manifest(
-            input_path, digest, model_uri, chunk_rows, text_column, detect, encoding, {**(options or {}), "long_text": long_text}
-        )
-        work = prepare_work_dir(lock, manifest, resume, overwrite)
+        digest = scan_input(input_path, in_fmt, opts.encoding)
+        work = prepare_work_dir(lock, _manifest(input_path, digest, opts, options or {}), resume, overwrite)
         try:
             summary = _predict_chunks(
                 model,
-                input_path,
-                in_fmt,
-                output_path,
-                out_fmt,
-                work,
-                columns,
-                text_column,
-                model_uri,
-                model_version,
-                batch_size,
-                chunk_rows,
-                detect,
-                progress,
-                encoding,
-                long_text,
+                opts,
+                source=(input_path, in_fmt),
+                output=(output_path, out_fmt),
+                work=work,
+                columns=columns,
+                progress=progress,
             )
         except InferenceError:
             remove = True  # the input is unreadable past some point: its finished parts are worth nothing
@@ -252,29 +280,18 @@ def predict_file(
 
 
 def _predict_chunks(
-    model,
-    input_path,
-    in_fmt,
-    output_path,
-    out_fmt,
-    work,
-    columns,
-    text_column,
-    model_uri,
-    model_version,
-    batch_size,
-    chunk_rows,
-    detect,
-    progress,
-    encoding,
-    long_text="truncate",
+    model, opts: PredictOptions, *, source: tuple[Path, str], output: tuple[Path, str], work: Path, columns, progress
 ) -> PredictSummary:
+    """The chunks of `source` (path, format) scored into parts in `work`, then joined into `output` (path, format);
+    `opts.detect_language` is decided (True / False)."""
     import pyarrow.parquet as pq
 
     summary, start = PredictSummary(), time.perf_counter()
     delay = chunk_delay()
     parts = []
-    for k, (df, read_errors) in enumerate(iter_chunks(input_path, in_fmt, chunk_rows, encoding)):
+    (input_path, in_fmt), (output_path, out_fmt) = source, output
+    text_column = opts.text_column
+    for k, (df, read_errors) in enumerate(iter_chunks(input_path, in_fmt, opts.chunk_rows, opts.encoding)):
         part = work / f"part-{k:06d}.parquet"
         parts.append(part)
         if part.exists():  # finished by an earlier, interrupted run
@@ -296,19 +313,19 @@ def _predict_chunks(
             preds = predict_values(
                 model,
                 df[text_column].tolist(),
-                batch_size,
+                opts.batch_size,
                 read_errors,
-                long_text=long_text,
+                long_text=opts.long_text,
                 on_scored=on_scored,
                 flag_truncated=True,
             )
             out = df.drop(columns=[c for c in [*preds.columns, *RUN_COLUMNS] if c in df.columns])
             for col in preds.columns:
                 out[col] = preds[col].to_numpy()
-            if detect:
+            if opts.detect_language:
                 out["detected_language"] = detect_languages(df[text_column].tolist())
-            out["model_uri"] = model_uri
-            out["model_version"] = model_version
+            out["model_uri"] = opts.model_uri
+            out["model_version"] = opts.model_version
             _write_atomic_parquet(to_arrow(out), part)
             summary.chunks_computed += 1
             count_predictions(summary, preds["pred_stance"].tolist(), preds["pred_error"].tolist())
@@ -323,8 +340,8 @@ def _predict_chunks(
         import pandas as pd
 
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-        preds = predict_values(model, [], batch_size, flag_truncated=True)
-        for col in [*preds.columns, *(RUN_COLUMNS if detect else RUN_COLUMNS[1:])]:
+        preds = predict_values(model, [], opts.batch_size, flag_truncated=True)
+        for col in [*preds.columns, *(RUN_COLUMNS if opts.detect_language else RUN_COLUMNS[1:])]:
             kind = "float64" if col.startswith(("prob_", "pred_conf")) else "bool" if col == "truncated" else object
             empty[col] = pd.Series(dtype=kind)
         parts.append(work / "part-000000.parquet")

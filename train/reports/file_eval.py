@@ -19,7 +19,9 @@ import pandas as pd
 from train.data import DataError, Problem
 from train.data.problems import _display, did_you_mean
 from train.formats import sha256_file
+from train.inference.readers import FORMATS
 from train.inference.rows import predict_values
+from train.inference.tables import TableError, read_rows
 from train.metrics import evaluation_metrics, reliability_bins
 from train.schema import LABELS
 from train.tracking.registry import load_for_predict
@@ -50,38 +52,32 @@ class FileEvaluation:
 
 
 def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The file (or only `columns`, those it has) with CSV cells as written (never turned into NaN or numbers)."""
+    """The file (or only `columns`, those it has; train.inference.tables.read_rows) indexed by each row's file line
+    (Parquet: row number), with CSV cells as written: text, an empty cell "" (never NaN, never a number). A malformed
+    row is a DataError naming its line."""
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise DataError(
             Problem(_display(path), None, None, f"unknown file type {path.suffix!r} (expected .csv, .jsonl or .parquet)")
         )
-    if not path.is_file():
-        raise DataError(Problem(_display(path), None, None, "no such file"))
     try:
-        if kind == "csv":
-            use = None if columns is None else (lambda c: c in columns)
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=use)
-        if kind == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-            return df if columns is None else df[[c for c in df.columns if c in columns]]
-        if columns is not None:
-            import pyarrow.parquet as pq
-
-            columns = [c for c in pq.read_schema(path).names if c in columns]
-        return pd.read_parquet(path, columns=columns)
-    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as e:
-        raise DataError(Problem(_display(path), None, None, f"not a readable {kind} file: {e}")) from None
+        names, rows = read_rows(path, "coded sample", columns=columns, fmt=kind)
+    except TableError as e:
+        raise DataError(Problem(_display(path), e.line, None, e.reason)) from None
+    records = [rec for _, rec in rows]
+    if kind == "csv":
+        records = [{k: "" if v is None else v for k, v in rec.items()} for rec in records]
+    return pd.DataFrame(records, columns=names, index=pd.Index([line for line, _ in rows], name="line"))
 
 
 def coded_rows(path: Path, text_column: str = "text", gold_column: str = "stance", mapping: dict | None = None) -> pd.DataFrame:
-    """The file's rows with `text`, `gold`, `language` and `speaker_group` columns added (the last two "" when the
-    file has none), after renaming columns by `mapping` (as `stance data import csv --map`). Every row must have a
-    text and a gold label among LABELS: otherwise a DataError naming each line (CSV: the file's line, header = 1)."""
+    """The file's rows with `line`, `text`, `gold`, `language` and `speaker_group` columns added (the last two "" when
+    the file has none), after renaming columns by `mapping` (as `stance data import csv --map`). Every row must have a
+    text and a gold label among LABELS: otherwise a DataError naming each line (CSV: the file's line, header = 1, a
+    row's first line when a quoted cell spans several; JSONL: the line; Parquet: the row number)."""
     df = read_table(path)
     shown = _display(path)
     df = df.rename(columns=mapping or {})
-    first_line = 2 if path.suffix.lower() == ".csv" else 1
     for name, what in ((text_column, "--text-column"), (gold_column, "--gold-column")):
         if name not in df.columns:
             cols = [str(c) for c in df.columns]
@@ -96,24 +92,24 @@ def coded_rows(path: Path, text_column: str = "text", gold_column: str = "stance
     for name in ("language", "speaker_group"):
         out[name] = df[name].fillna("").astype(str) if name in df.columns else ""
     problems = []
-    for i, (text, gold) in enumerate(zip(out["text"], out["gold"])):
+    for i, (line, text, gold) in enumerate(zip(df.index, out["text"], out["gold"])):
         if gold not in LABELS:
             problems.append(
                 Problem(
                     shown,
-                    i + first_line,
+                    line,
                     gold_column,
                     f"gold label {df[gold_column].iloc[i]!r} is not one of {', '.join(LABELS)}{did_you_mean(gold, LABELS)}",
                 )
             )
         if not isinstance(text, str) or not text.strip():
-            problems.append(Problem(shown, i + first_line, text_column, "no text to score"))
+            problems.append(Problem(shown, line, text_column, "no text to score"))
     if problems:
         raise DataError(problems)
     if out.empty:
         raise DataError(Problem(shown, None, None, "no rows"))
-    out.insert(0, "line", range(first_line, first_line + len(out)))
-    return out
+    out.insert(0, "line", df.index.to_numpy())
+    return out.reset_index(drop=True)
 
 
 def evaluate_file(
@@ -266,7 +262,7 @@ def _short(text: str, n: int = 70) -> str:
 def agreement(output: Path, gold_column: str) -> tuple[dict, int, int] | None:
     """(metrics, rows compared, rows without a usable gold label) from a `stance predict` output whose input carried
     gold labels in `gold_column`; None when the output has no such column."""
-    df = read_table(Path(output), [gold_column, "pred_stance", "language", *(f"prob_{l}" for l in LABELS)])
+    df = _output_columns(Path(output), [gold_column, "pred_stance", "language", *(f"prob_{l}" for l in LABELS)])
     if gold_column not in df.columns:
         return None
     gold = df[gold_column].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
@@ -278,3 +274,18 @@ def agreement(output: Path, gold_column: str) -> tuple[dict, int, int] | None:
     if part.empty:
         return {}, 0, int((~usable).sum())
     return score(part), len(part), int((~usable).sum())
+
+
+def _output_columns(path: Path, columns: list[str]) -> pd.DataFrame:
+    """The `columns` a `stance predict` output has, read column-wise (pandas' C parser, Parquet column projection),
+    not by read_table: the output of a whole collection may hold millions of rows, which the row-by-row reader reads
+    6x (CSV) to 40x (Parquet) slower, and predict wrote it, so there is no hand-made row to point at."""
+    kind = FORMATS[path.suffix.lower()]  # predict's output formats
+    if kind == "csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=lambda c: c in columns)
+    if kind == "jsonl":
+        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        return df[[c for c in df.columns if c in columns]]
+    import pyarrow.parquet as pq
+
+    return pd.read_parquet(path, columns=[c for c in pq.read_schema(path).names if c in columns])
