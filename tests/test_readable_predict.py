@@ -91,6 +91,33 @@ def test_window_mode_scores_long_texts_whole_as_the_token_weighted_mean_of_windo
     assert np.allclose(out.loc[0, PROBS].astype(float), model.predict_proba([SHORT])[0], atol=1e-6)  # short: untouched
 
 
+def test_eval_file_scores_long_texts_as_predict_does(stance_dir, tmp_path):
+    """`stance eval file --long-text window` scores a coded sample as `stance predict --long-text window` scores the
+    collection; the default truncates (a long row's figure then comes from its first max_length tokens) or refuses."""
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    src = tmp_path / "coded.csv"
+    pd.DataFrame({"text": [SHORT, MIDDLE, HUGE], "stance": ["conciliatory", "conciliatory", "hostile"]}).to_csv(src, index=False)
+    model = load_stance_model(stance_dir, device="cpu")
+    want = predict_values(model, [SHORT, MIDDLE, HUGE], long_text="window")
+    run = CliRunner().invoke
+    window = run(app, ["eval", "file", str(src), "--model", str(stance_dir), "--long-text", "window", "--top", "0",
+                       "--errors", str(tmp_path / "w.csv"), "--device", "cpu"])  # fmt: skip
+    assert window.exit_code == 0, window.output
+    assert "3 rows scored" in window.output and "--long-text window" in window.output
+    truncate = run(app, ["eval", "file", str(src), "--model", str(stance_dir), "--device", "cpu"])
+    assert truncate.exit_code == 0 and "2 rows scored" in truncate.output and "NOT SCORED" in truncate.output
+    gold = np.array([0, 0, 2])
+    from sklearn.metrics import f1_score
+
+    expected = f1_score(gold, want[PROBS].astype(float).to_numpy().argmax(1), average="macro", labels=[0, 1, 2])
+    assert f"macro-F1 {expected:.3f}" in window.output
+    bad = run(app, ["eval", "file", str(src), "--model", str(stance_dir), "--long-text", "whole"])
+    assert bad.exit_code != 0 and "--long-text: 'whole' is not one of truncate, window, sentences" in bad.output
+
+
 def test_sentences_mode_keeps_sentences_whole(stance_dir):
     model = load_stance_model(stance_dir, device="cpu")
     text = "We hope for dialogue. Let us talk calmly. Peace and good neighbours. Strike them hard now."

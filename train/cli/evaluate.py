@@ -84,6 +84,12 @@ def file_cmd(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Rows per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    long_text: str = typer.Option(
+        "truncate",
+        "--long-text",
+        help="Texts over the model's max length, as in `stance predict`: truncate, window or sentences "
+        "(docs/long-texts.md). Evaluate the way you will score the collection.",
+    ),
 ):
     """Score a model on your own coded rows: macro-F1 with a bootstrap 95% interval, per language and speaker group
     (with n), confusion matrix, calibration, and the misclassified rows, most confident first. Exit 2 on a bad file."""
@@ -96,6 +102,8 @@ def file_cmd(
 
     if device not in ("auto", "cpu", "cuda"):
         fail(f"--device: {device!r} is not one of auto, cpu, cuda")
+    if long_text not in ("truncate", "window", "sentences"):
+        fail(f"--long-text: {long_text!r} is not one of truncate, window, sentences")
     if errors is not None and errors.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
         fail(f"--errors {errors}: expected a .csv, .jsonl or .parquet file")
     try:
@@ -106,7 +114,7 @@ def file_cmd(
         model = f"runs:/{model}/model"
     quiet_libraries()
     try:
-        ev = evaluate_file(model, path, text_column, gold_column, mapping, batch_size, device)
+        ev = evaluate_file(model, path, text_column, gold_column, mapping, batch_size, device, long_text)
     except DataError as e:
         fail_on_data_error(e, code=2)
     except InferenceError as e:

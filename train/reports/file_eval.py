@@ -39,6 +39,7 @@ class FileEvaluation:
     metrics: dict = field(default_factory=dict)
     not_scored: dict = field(default_factory=dict)  # reason -> rows (far too long, ...): reported, never hidden
     id_column: str = ""  # "id" when the file has ids (after --map); else rows are named by their line
+    long_text: str = "truncate"  # how texts over the model's max length were scored (as `stance predict --long-text`)
 
     @property
     def scored(self) -> pd.DataFrame:
@@ -120,16 +121,25 @@ def evaluate_file(
     mapping: dict | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    long_text: str = "truncate",
 ) -> FileEvaluation:
     rows = coded_rows(Path(path), text_column, gold_column, mapping)
     with tempfile.TemporaryDirectory(prefix="stance-eval-") as tmp:
         stance, uri, version, _, _ = load_for_predict(model, Path(tmp), device)
-        pred = predict_values(stance, rows["text"].tolist(), batch_size=batch_size)
+        pred = predict_values(stance, rows["text"].tolist(), batch_size=batch_size, long_text=long_text)
     rows = pd.concat(
         [rows.reset_index(drop=True), pred.drop(columns=[c for c in pred if c in rows]).reset_index(drop=True)], axis=1
     )
     rows["pred_error"] = rows["pred_error"].fillna("").astype(str)
-    ev = FileEvaluation(_display(Path(path)), sha256_file(Path(path)), uri, version, rows, id_column="id" if "id" in rows else "")
+    ev = FileEvaluation(
+        _display(Path(path)),
+        sha256_file(Path(path)),
+        uri,
+        version,
+        rows,
+        id_column="id" if "id" in rows else "",
+        long_text=long_text,
+    )
     ev.not_scored = rows.loc[rows["pred_error"] != "", "pred_error"].value_counts().to_dict()
     scored = ev.scored
     if scored.empty:
@@ -173,7 +183,8 @@ def render(ev: FileEvaluation, top: int = 10) -> str:
     m, s = ev.metrics, ev.scored
     version = f" (version {ev.model_version})" if ev.model_version else ""
     out = [
-        f"{ev.path}: {len(s)} rows scored by {ev.model_uri}{version}",
+        f"{ev.path}: {len(s)} rows scored by {ev.model_uri}{version}"
+        + (f", long texts scored whole (--long-text {ev.long_text})" if ev.long_text != "truncate" else ""),
         f"macro-F1 {m['macro_f1']:.3f} (95% CI {m['macro_f1_ci_low']:.3f}-{m['macro_f1_ci_high']:.3f}, bootstrap), "
         f"accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f}",
     ]

@@ -72,7 +72,15 @@ def log_file_evaluation(ev, experiment: str = EVALUATION_EXPERIMENT) -> str:
                 "stance.eval_sets": name,
             }
         )
-        mlflow.log_params({"model": ev.model_uri, "eval_file": ev.path, "n_rows": len(ev.rows), "n_scored": len(scored)})
+        mlflow.log_params(
+            {
+                "model": ev.model_uri,
+                "eval_file": ev.path,
+                "n_rows": len(ev.rows),
+                "n_scored": len(scored),
+                "long_text": ev.long_text,
+            }
+        )
         metrics = {metric_key(name, k): v for k, v in ev.metrics.items()}
         with warnings.catch_warnings():  # "the source can be interpreted in multiple ways": a local file, as meant
             warnings.simplefilter("ignore", UserWarning)
