@@ -309,3 +309,20 @@ def test_a_time_budget_stops_starting_trials(tiny_corpus, mlflow_store):
     assert time.time() - started < 60
     with pytest.raises(ConfigError, match=r"tune.timeout_minutes: 0.0 is out of range; valid: a number of minutes > 0"):
         load_config(None, ["tune.timeout_minutes=0"])
+
+
+def test_settings_without_effect_are_announced_once_per_search(tiny_corpus, mlflow_store, capsys):
+    """A baseline search with a transformer-only setting: one warning for the search (not one per trial), and every
+    trial still records it in its own run."""
+    from train.tune import run_tune
+
+    cfg = load_config(
+        REPO / "configs/default.yaml",
+        [*tiny_overrides(tiny_corpus, "unused", **{"model.kind": "baseline"}), C_SPACE, "train.lr=0.003"],
+    )
+    result = run_tune(cfg, trials=3, quiet=True)
+    err = capsys.readouterr().err
+    assert err.count("no effect on a baseline run") == 1 and "train.lr" in err, err
+    trials = children_of(tracking_client(), result.parent_run_id)
+    assert len(trials) == 3
+    assert all("train.lr" in t.data.tags["stance.ignored_settings"] for t in trials)

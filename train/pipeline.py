@@ -57,11 +57,13 @@ def run_training(
     quiet: bool = False,
     callbacks=(),
     tags: dict | None = None,
+    announce_ignored: bool = True,
 ) -> str:
     """Train and evaluate one model, logging everything to MLflow. Returns the MLflow run id.
 
     callbacks: extra Trainer callbacks (the transformer only; `stance tune` reports epochs to Optuna with one);
-    tags: extra tags set on the run when it opens."""
+    tags: extra tags set on the run when it opens; announce_ignored: print the settings that have no effect (a search
+    prints them once, not per trial; every run records them in its stance.ignored_settings tag either way)."""
     quiet_training()
     threads = set_threads(cfg.train.threads)
     _, parts = prepare_data(cfg)  # fails on invalid data before any run is opened
@@ -69,7 +71,7 @@ def run_training(
     calib = calibration_rows(cfg, parts, extra_sets)  # like the data above: refused before any run exists
     rows_digest = data_digest(parts)
     ignored = ineffective_warning(cfg)
-    if ignored:
+    if ignored and announce_ignored:
         print(ignored, file=sys.stderr)
     if not quiet:
         print(data_summary(parts, rows_per_file(cfg.data.paths, parts), rows_digest, _eval_name(cfg)), end="")

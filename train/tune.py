@@ -15,12 +15,13 @@ import hashlib
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import optuna
 
 from train import tracking
-from train.config import Config, ConfigError, apply_overrides, to_dict
+from train.config import Config, ConfigError, apply_overrides, ineffective_warning, to_dict
 from train.data import prepare_data
 from train.pipeline import parent_tags, run_training
 from train.reports.trials import best_command, fmt_params, trials_frame, trials_table
@@ -233,6 +234,7 @@ def run_trial(trial, cfg: Config, parent_id: str, study_name: str, config_path: 
             quiet=True,
             callbacks=[callback] if callback else (),
             tags=tags,
+            announce_ignored=False,  # run_tune printed it once
         )
     except optuna.TrialPruned:
         if callback is not None and callback.run_id:
@@ -280,6 +282,9 @@ def run_tune(
     if n_trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {n_trials}")
     _, parts = prepare_data(cfg)  # invalid data fails before the study or the parent run exists
+    ignored = ineffective_warning(cfg)
+    if ignored:  # once for the search, not once per trial
+        print(ignored, file=sys.stderr)
     tracking.setup_tracking()
     storage_url = storage or cfg.tune.storage or default_storage()
     name = study_name or cfg.tune.study_name or default_study_name(cfg, config_path)
