@@ -101,6 +101,11 @@ def test_aggregate_uses_sample_std_and_common_metrics():
     )
     assert out["macro_f1_mean"] == pytest.approx(0.6) and out["macro_f1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert "val_macro_f1_mean" not in out and "macro_f1_lang_en_mean" not in out
+    glance = aggregate_seed_metrics(
+        [{"f1/en": 0.8, "dev/f1/all": 0.61}, {"f1/en": 0.9, "dev/f1/all": 0.6}, {"f1/en": 0.8, "dev/f1/all": 0.6}]
+    )
+    assert glance["f1/en"] == 0.833 and glance["dev/f1/all"] == 0.603  # rounded as a single run's are
+    assert glance["f1/en_mean"] == pytest.approx(2.5 / 3)  # the exact mean stays beside it
 
 
 # -- held-out languages and speaker groups -------------------------------------------------------------------------

@@ -269,6 +269,8 @@ def aggregate_seed_metrics(per_seed: list[dict[str, float]]) -> dict[str, float]
         values = np.array([m[name] for m in per_seed], dtype=float)
         mean, std = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
         out.update({name: mean, f"{name}_mean": mean, f"{name}_std": std})
+        if "f1/" in name:  # the runs table's at-a-glance metrics (tracking.artifacts.log_summary) are shown rounded
+            out[name] = round(mean, 3)
     return out
 
 
