@@ -326,3 +326,27 @@ def test_settings_without_effect_are_announced_once_per_search(tiny_corpus, mlfl
     trials = children_of(tracking_client(), result.parent_run_id)
     assert len(trials) == 3
     assert all("train.lr" in t.data.tags["stance.ignored_settings"] for t in trials)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_trial_whose_worker_died_is_failed_by_the_next_worker(tiny_corpus, mlflow_store, monkeypatch):
+    """A worker killed outright (SIGKILL) leaves its trial RUNNING; once its heartbeat is older than the grace period,
+    the next worker's search marks it FAIL instead of leaving it running forever."""
+    import optuna
+
+    from train import tune
+
+    monkeypatch.setattr(tune, "GRACE_S", 1)
+    cfg = load_config(
+        REPO / "configs/default.yaml", [*tiny_overrides(tiny_corpus, "unused", **{"model.kind": "baseline"}), C_SPACE]
+    )
+    storage_url = tune.default_storage()
+    name = tune.default_study_name(cfg, None)
+    study = tune.open_study(cfg, storage_url, name)
+    dead = study.ask()  # what a worker does when it starts a trial ...
+    study._storage.record_heartbeat(dead._trial_id)  # ... and its first beat; then it is killed
+    time.sleep(2.5)
+    tune.run_tune(cfg, trials=1, quiet=True)
+    states = {t.number: t.state for t in load_study(storage_url, name).trials}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL
+    assert list(states.values()).count(optuna.trial.TrialState.COMPLETE) == 1

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -31,6 +32,11 @@ from train.tracking.queries import run_metrics, run_tags
 
 PARAM_TAG = "stance.trial_params"
 SQLITE_TIMEOUT_S = 300  # a worker waits this long for another's write to the sqlite storage instead of failing
+# Optuna's heartbeat: a running trial's worker writes one every HEARTBEAT_S; a trial whose worker stopped beating for
+# GRACE_S (killed with SIGKILL, machine lost) is marked FAIL by the next worker that starts a trial, instead of staying
+# RUNNING in the study forever.
+HEARTBEAT_S = 60
+GRACE_S = 300
 
 
 class ObjectiveMissing(ConfigError):
@@ -123,8 +129,10 @@ def open_storage(url: str):
     sqlite answers with an immediate 'database is locked'), and a worker waits up to SQLITE_TIMEOUT_S for the lock."""
     from optuna.storages import RDBStorage
 
+    beats = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, message=".*heartbeat")
     if not url.startswith("sqlite:"):
-        return RDBStorage(url, heartbeat_interval=None)
+        return RDBStorage(url, **beats)
     from sqlalchemy import event
 
     path = Path(url.split(":///", 1)[1]) if ":///" in url else None
@@ -135,7 +143,7 @@ def open_storage(url: str):
     with lock_ctx as lock:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        storage = RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
+        storage = RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}}, **beats)
     engine = storage.engine
 
     @event.listens_for(engine, "connect")
