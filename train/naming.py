@@ -15,6 +15,7 @@ from train.config import Config, to_dict
 
 INFERENCE_EXPERIMENT = "stance-inference"  # where `stance predict --log-mlflow` logs its runs
 EVALUATION_EXPERIMENT = "stance-evaluations"  # where `stance eval file --log` logs its runs
+CALIBRATION_EXPERIMENT = "stance-calibrations"  # `stance models calibrate` of a model that no run logged
 SEED_SUFFIX = re.compile(r"-s(\d+)$")
 # Params that differ between runs of one configuration without making it another configuration.
 NOT_CONFIG_PARAMS = {"train.seed", "run_name", "threads", "train.threads", "output_dir", "register_as", "experiment"}
@@ -71,6 +72,13 @@ def seed_of(name) -> str | None:
     """The seed a run name ends in, or None."""
     m = SEED_SUFFIX.search(name) if isinstance(name, str) else None
     return m.group(1) if m else None
+
+
+def calibrated_run_name(source_name: str, method: str) -> str:
+    """`<source name>-cal-<method>`, the seed suffix kept last (runs of one configuration share the name without it)."""
+    seed = seed_of(source_name)
+    core = f"{without_seed(source_name) or 'model'}-cal-{method}"
+    return with_seed(core, int(seed)) if seed is not None else core
 
 
 def parent_run_name(cfg: Config, n: int) -> str:

@@ -220,7 +220,11 @@ def _log_run_setup(cfg, parts, digest, rows_digest, out_dir, threads, config_pat
 def evaluate_and_log(model, eval_df, batch_size: int = 64, prefix: str = "") -> dict:
     """Score an evaluation set and log its metrics and artifacts: the eval split unprefixed (metrics `macro_f1`,
     artifacts in `eval/`), an extra set under its name (metrics `<name>/macro_f1`, artifacts in `<name>/`)."""
-    proba = model.predict_proba(eval_df["text"].tolist(), batch_size=batch_size)
+    return log_scored_set(eval_df, model.predict_proba(eval_df["text"].tolist(), batch_size=batch_size), prefix)
+
+
+def log_scored_set(eval_df, proba: np.ndarray, prefix: str = "") -> dict:
+    """evaluate_and_log for probabilities already computed (exactly what the model's predict_proba returns)."""
     y = eval_df["stance"].map(LABELS.index).to_numpy()
     metrics = evaluation_metrics(y, proba, eval_df["language"].tolist())
     run_log.log_metrics({metric_key(prefix, k): v for k, v in metrics.items()})
@@ -228,11 +232,12 @@ def evaluate_and_log(model, eval_df, batch_size: int = 64, prefix: str = "") -> 
     return metrics
 
 
-def verify_and_register(run_id: str, register_as: str | None, quiet: bool = False) -> None:
+def verify_and_register(run_id: str, register_as: str | None, quiet: bool = False, device: str = "auto") -> str:
     """Reload the logged model the way `stance predict` does and check it against the run's numbers; tag the run
-    with the outcome and register the model only when it passed."""
+    with the outcome and register the model only when it passed. Returns the registered version ("" when none).
+    device: where to reload it (the device the run scored on: another one computes other float rounding)."""
     quiet_libraries()
-    result = verify(run_id)
+    result = verify(run_id, device=device)
     run_log.set_tags({"stance.verified": "passed" if result.passed else "failed"})
     run_log.log_text(result.table(), "verify.txt")
     if not result.passed:
@@ -241,8 +246,11 @@ def verify_and_register(run_id: str, register_as: str | None, quiet: bool = Fals
         print(f"verify: the logged model reproduces the run's numbers ({len(result.checks)} checks passed, see verify.txt)")
     if not result.passed:
         raise VerificationFailed(f"the logged model does not reproduce run {run_id}'s numbers (see verify.txt); not registered")
-    if register_as:
-        run_log.set_tags({"stance.registered_version": run_log.register_model(run_id, register_as)})
+    if not register_as:
+        return ""
+    version = run_log.register_model(run_id, register_as)
+    run_log.set_tags({"stance.registered_version": version})
+    return version
 
 
 # -- seed sweeps -----------------------------------------------------------------------------------------------------

@@ -24,7 +24,17 @@ from train.data.importers import (
 )
 from train.data.problems import DataError, Problem, ValidationReport, did_you_mean, summarize
 from train.data.readers import ALL_FIELDS, corpus_files
-from train.data.selection import SelectionError, calibration_rows, load_eval_files, prepare_data, subsample
+from train.data.selection import (
+    SelectionError,
+    calibration_rows,
+    check_apart,
+    check_calibration_labels,
+    eval_set_name,
+    load_eval_files,
+    prepare_data,
+    read_eval_files,
+    subsample,
+)
 from train.data.splits import filter_statements, make_splits
 from train.data.stats import STATS_END, STATS_START, stats_table, write_card_stats
 from train.data.validation import (
@@ -72,6 +82,10 @@ __all__ = [
     "make_splits",
     "prepare_data",
     "calibration_rows",
+    "check_apart",
+    "check_calibration_labels",
+    "eval_set_name",
+    "read_eval_files",
     "subsample",
     "near_duplicate_pairs",
     "normalise_text",

@@ -108,45 +108,84 @@ def calibration_rows(cfg: Config, parts: dict, extra_sets: dict):
     if not cfg.data.calibration_file:
         return parts["val"]
     df = load_statements([cfg.data.calibration_file])
-    for name, other in {"training": parts["train"], "evaluation": parts["eval"], **extra_sets}.items():
-        shared = sorted(set(df["id"]) & set(other["id"]))
+    check_apart(df, cfg.data.calibration_file, {"training": parts["train"], "evaluation": parts["eval"], **extra_sets})
+    return df
+
+
+def check_apart(df, path, others: dict) -> None:
+    """Calibration rows must share no id with the rows a model is trained or scored on: a DataError naming `path`
+    and the first shared id otherwise. `others`: what the rows are (training, evaluation, a set's name) -> frame."""
+    for name, other in others.items():
+        if "id" not in getattr(other, "columns", ()):
+            continue
+        shared = sorted(set(df["id"]) & set(other["id"].astype(str)))
         if shared:
             raise DataError(
                 [
                     Problem(
-                        cfg.data.calibration_file,
+                        str(path),
                         None,
                         "id",
-                        f"{len(shared)} rows are also {name} rows (e.g. {shared[0]}): calibration rows must be apart from both",
+                        f"{len(shared)} rows are also {name} rows (e.g. {shared[0]}): calibration rows must be apart from "
+                        f"the rows a model is trained and scored on",
                     )
                 ]
             )
-    return df
+
+
+def check_calibration_labels(df, path, method: str) -> None:
+    """class_bias fits a bias per class: a sample without rows of a class gives that class's bias nothing to fit."""
+    if method != "class_bias":
+        return
+    missing = [l for l in LABELS if l not in set(df["stance"])]
+    if missing:
+        counts = ", ".join(f"{l} {int((df['stance'] == l).sum())}" for l in LABELS)
+        raise DataError(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    "stance",
+                    f"no {' or '.join(missing)} rows ({counts}): class_bias fits a bias per class and needs rows of each "
+                    f"of {', '.join(LABELS)}; label some, or use the temperature method",
+                )
+            ]
+        )
+
+
+def eval_set_name(path) -> str:
+    """The name an evaluation file's metrics and artifacts are logged under: its file stem, made safe."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)
 
 
 def load_eval_files(cfg: Config, train_df) -> dict:
     """The config's extra evaluation sets, validated like labeled/ (before any run exists), keyed by file stem."""
+    return read_eval_files(cfg.data.eval_files, {"training": train_df}, where="data.eval_files")
+
+
+def read_eval_files(paths, unseen: dict | None = None, reserved=("eval",), where: str = "data.eval_files") -> dict:
+    """Evaluation files validated like labeled/, keyed by file stem (eval_set_name). Each must be unseen: no id shared
+    with a frame of `unseen` (what those rows are -> frame); a name in `reserved` or given twice is refused."""
     sets = {}
-    for path in cfg.data.eval_files:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)
-        if name in sets or name == "eval":
-            raise DataError(
-                [Problem(path, None, "data.eval_files", f"two evaluation sets would be named {name!r}: rename one file")]
-            )
+    for path in paths:
+        name = eval_set_name(path)
+        if name in sets or name in reserved:
+            raise DataError([Problem(str(path), None, where, f"two evaluation sets would be named {name!r}: rename one file")])
         if not Path(path).exists():
-            raise DataError([Problem(path, None, "data.eval_files", "no such file or directory")])
+            raise DataError([Problem(str(path), None, where, "no such file or directory")])
         df = load_statements([path])
-        leaked = sorted(set(df["id"]) & set(train_df["id"]))
-        if leaked:
-            raise DataError(
-                [
-                    Problem(
-                        path,
-                        None,
-                        "id",
-                        f"{len(leaked)} rows are also training rows (e.g. {leaked[0]}): an evaluation set must be unseen",
-                    )
-                ]
-            )
+        for what, other in (unseen or {}).items():
+            leaked = sorted(set(df["id"]) & set(other["id"]))
+            if leaked:
+                raise DataError(
+                    [
+                        Problem(
+                            str(path),
+                            None,
+                            "id",
+                            f"{len(leaked)} rows are also {what} rows (e.g. {leaked[0]}): an evaluation set must be unseen",
+                        )
+                    ]
+                )
         sets[name] = df.reset_index(drop=True)
     return sets

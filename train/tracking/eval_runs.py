@@ -5,10 +5,10 @@ is an MLflow logged model, the metrics are also linked to it (they show on the m
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
+from train.data.selection import eval_set_name  # the name data.eval_files get in training runs
 from train.metrics import metric_key
 from train.naming import EVALUATION_EXPERIMENT
 from train.schema import LABELS
@@ -17,12 +17,7 @@ from train.tracking.runs import git_info, process_tags
 from train.tracking.store import get_experiment_id, setup_tracking
 
 
-def eval_set_name(path: str) -> str:
-    """The name a file's metrics are logged under, as data.eval_files names them in training runs."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)
-
-
-def _source_run_and_model(uri: str) -> tuple[str, str]:
+def source_run_and_model(uri: str) -> tuple[str, str]:
     """(run id, logged model id) of the run that logged the model behind a runs:/ or models:/ URI ("" when unknown)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -54,7 +49,7 @@ def log_file_evaluation(ev, experiment: str = EVALUATION_EXPERIMENT) -> str:
 
     setup_tracking()
     name = eval_set_name(ev.path)
-    run_id, model_id = _source_run_and_model(ev.model_uri)
+    run_id, model_id = source_run_and_model(ev.model_uri)
     scored = ev.scored.assign(stance=ev.scored["gold"])
     scored = scored.assign(id=scored[ev.id_column].astype(str) if ev.id_column else scored["line"].astype(str))
     run = mlflow.start_run(experiment_id=get_experiment_id(experiment), run_name=f"eval-{name}")
