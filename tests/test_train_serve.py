@@ -381,3 +381,15 @@ def test_extra_evaluation_files_are_scored_logged_and_verified(tiny_corpus, tiny
     )
     with pytest.raises(DataError, match="also real_dev rows"):
         run_training(bad, quiet=True)
+    no_hostile = write_jsonl(
+        tmp_path / "no_hostile.jsonl",
+        [dict(r, id="nh-" + r["id"], source="imported") for r in make_rows(n_per_cell=2, seed=11) if r["stance"] != "hostile"],
+    )
+    bad = load_config(
+        None,
+        tiny_overrides(tiny_corpus, tiny_model_dir)
+        + ["model.kind=baseline", "train.calibrate=true", "train.calibration_method=class_bias"]
+        + [f"data.calibration_file={no_hostile}"],
+    )
+    with pytest.raises(DataError, match="no hostile rows .*class_bias fits a bias per class"):
+        run_training(bad, quiet=True)

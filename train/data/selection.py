@@ -102,13 +102,15 @@ def subsample(df, n: int, seed: int):
 
 
 def calibration_rows(cfg: Config, parts: dict, extra_sets: dict):
-    """The rows the temperature is fitted on: data.calibration_file, else the validation split; None when off."""
+    """The rows the calibration is fitted on: data.calibration_file, else the validation split; None when off. Refused
+    before any run exists: rows shared with training or evaluation, and (class_bias) a file without rows of a label."""
     if not cfg.train.calibrate:
         return None
     if not cfg.data.calibration_file:
         return parts["val"]
     df = load_statements([cfg.data.calibration_file])
     check_apart(df, cfg.data.calibration_file, {"training": parts["train"], "evaluation": parts["eval"], **extra_sets})
+    check_calibration_labels(df, cfg.data.calibration_file, cfg.train.calibration_method)
     return df
 
 
