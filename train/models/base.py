@@ -108,7 +108,8 @@ def fit_class_bias(proba: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
     """(temperature, class biases) minimising the class-balanced negative log-likelihood of the labels, on the logits
     log(p) / T + b with b[0] = 0. Each class's rows weigh 1 / (its count), so the biases correct what the model gets
     wrong class by class, not the label mix of the rows they are fitted on (a sample that is 70% neutral does not push
-    everything toward neutral). A class absent from the rows keeps bias 0 relative to its weight."""
+    everything toward neutral). Every class needs rows: an absent class's bias would run to the lower bound, so
+    callers refuse such samples (train.data.check_calibration_labels)."""
     from scipy.optimize import minimize
 
     y = np.asarray(y)
