@@ -67,11 +67,9 @@ def cross_fit(raw: np.ndarray, y: np.ndarray, fit, apply) -> tuple[np.ndarray, l
 
 
 def load_model(spec: str):
-    import re
 
     from train.tracking.registry import load_for_predict
 
-    spec = f"runs:/{spec}/model" if re.fullmatch(r"[0-9a-f]{32}", spec) else spec
     with tempfile.TemporaryDirectory() as tmp:
         model, uri, _, _, _ = load_for_predict(spec, Path(tmp))
     return model, uri

@@ -89,8 +89,6 @@ def calibrate_logged_model(
         raise ValueError(f"method {method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
     quiet_training()
     quiet_libraries()
-    if re.fullmatch(r"[0-9a-f]{32}", spec):  # a run id, as `stance runs verify` takes it
-        spec = f"runs:/{spec}/model"
     if not Path(calibration_file).is_file():
         raise DataError([Problem(str(calibration_file), None, None, "no such file (give one JSONL or CSV file)")])
     calib = load_statements([calibration_file]).reset_index(drop=True)

@@ -6,7 +6,6 @@ Only typer is imported at module level so that `stance --help` stays fast.
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -110,8 +109,6 @@ def file_cmd(
         mapping = map_options(map_, None)
     except ValueError as e:
         fail(str(e))
-    if re.fullmatch(r"[0-9a-f]{32}", model):  # a run id, as `stance runs verify` takes it
-        model = f"runs:/{model}/model"
     quiet_libraries()
     try:
         ev = evaluate_file(model, path, text_column, gold_column, mapping, batch_size, device, long_text)

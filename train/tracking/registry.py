@@ -4,6 +4,7 @@ to a local stance model directory, its registry version, and loaded with the cho
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -74,6 +75,8 @@ def resolve_model(spec: str, download_to: Path) -> tuple[Path, str, str]:
     local = Path(spec)
     if local.exists():
         return stance_dir_in(local), str(local.resolve()), ""
+    if re.fullmatch(r"[0-9a-f]{32}", spec):  # a bare run id, as `stance runs verify` takes it: that run's model
+        spec = f"runs:/{spec}/model"
     if not spec.startswith(("runs:/", "models:/")) and "://" not in spec:
         raise InferenceError(f"{spec}: no such model directory, and not an MLflow model URI (runs:/..., models:/...)")
     import mlflow
